@@ -1,0 +1,100 @@
+"""rssn protocol v1: a pure library (bytes and objects in, bytes and objects out).
+
+Read SPEC.md for the normative contract. This module only re-exports the public API.
+"""
+
+from __future__ import annotations
+
+from .canonical import canonical_bytes, parse_canonical, parse_json
+from .directory import (
+    Directory,
+    DirectoryEntry,
+    build_directory,
+    enrollment_proof,
+    make_transport_receipt,
+    sign_directory,
+    verify_directory,
+    verify_enrollment_proof,
+    verify_transport_receipt,
+)
+from .envelope import (
+    CATEGORIES,
+    DEFAULT_MAX_SKEW,
+    KINDS,
+    MAX_ENVELOPE_BYTES,
+    PROTOCOL_VERSION,
+    Envelope,
+    Header,
+    KeyResolver,
+    Opened,
+    check_times,
+    digest,
+    open_envelope,
+    parse_envelope,
+    seal,
+    verify_outer,
+)
+from .errors import ERROR_CODES, ProtocolError, error_for_code
+from .keys import (
+    EncryptionKeyPair,
+    KeyBinding,
+    SigningKeyPair,
+    b64u,
+    b64u_decode,
+    encryption_kid,
+    fingerprint,
+    format_time,
+    parse_time,
+    signing_kid,
+    validate_node_id,
+)
+from .lifecycle import Role, Status, allowed_targets, is_terminal, next_state
+
+__all__ = [
+    "CATEGORIES",
+    "DEFAULT_MAX_SKEW",
+    "ERROR_CODES",
+    "KINDS",
+    "MAX_ENVELOPE_BYTES",
+    "PROTOCOL_VERSION",
+    "Directory",
+    "DirectoryEntry",
+    "EncryptionKeyPair",
+    "Envelope",
+    "Header",
+    "KeyBinding",
+    "KeyResolver",
+    "Opened",
+    "ProtocolError",
+    "Role",
+    "SigningKeyPair",
+    "Status",
+    "allowed_targets",
+    "b64u",
+    "b64u_decode",
+    "build_directory",
+    "canonical_bytes",
+    "check_times",
+    "digest",
+    "encryption_kid",
+    "enrollment_proof",
+    "error_for_code",
+    "fingerprint",
+    "format_time",
+    "is_terminal",
+    "make_transport_receipt",
+    "next_state",
+    "open_envelope",
+    "parse_canonical",
+    "parse_envelope",
+    "parse_json",
+    "parse_time",
+    "seal",
+    "sign_directory",
+    "signing_kid",
+    "validate_node_id",
+    "verify_directory",
+    "verify_enrollment_proof",
+    "verify_outer",
+    "verify_transport_receipt",
+]
