@@ -11,10 +11,12 @@ from .directory import (
     DirectoryEntry,
     build_directory,
     enrollment_proof,
+    make_hub_notice,
     make_transport_receipt,
     sign_directory,
     verify_directory,
     verify_enrollment_proof,
+    verify_hub_notice,
     verify_transport_receipt,
 )
 from .envelope import (
@@ -82,6 +84,7 @@ __all__ = [
     "fingerprint",
     "format_time",
     "is_terminal",
+    "make_hub_notice",
     "make_transport_receipt",
     "next_state",
     "open_envelope",
@@ -95,6 +98,7 @@ __all__ = [
     "validate_node_id",
     "verify_directory",
     "verify_enrollment_proof",
+    "verify_hub_notice",
     "verify_outer",
     "verify_transport_receipt",
 ]

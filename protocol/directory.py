@@ -246,3 +246,47 @@ def verify_enrollment_proof(
         raise BadSignature("binding names another node")
     binding.verify(signing_key)
     verify_signature(signing_key, _enroll_body(node_id, token, signing_key, binding), proof)
+
+
+# -- hub notices (hub -> sender: "your envelope expired undelivered / failed") ---------------
+
+PREFIX_HUB_NOTICE = b"rssn/v1/hub-notice\x00"
+__all__ += ["PREFIX_HUB_NOTICE", "make_hub_notice", "verify_hub_notice"]
+
+
+def make_hub_notice(
+    hub_key: SigningKeyPair,
+    *,
+    notice_id: str,
+    to: str,
+    message_id: str,
+    code: str,
+    at: datetime,
+) -> dict[str, Any]:
+    """A hub-signed `problem` about an envelope the hub could not deliver (code e.g. 'expired').
+
+    It is not an envelope (the hub has no business encrypting), but it is signed, so the sender
+    can prove the network told it, and it carries only ids and a stable code.
+    """
+    body = {
+        "kind": "problem",
+        "notice_id": notice_id,
+        "to": validate_node_id(to),
+        "message_id": message_id,
+        "code": code,
+        "at": format_time(at),
+    }
+    sig = hub_key.sign(PREFIX_HUB_NOTICE + canonical_bytes(body))
+    return {**body, "hub_kid": hub_key.kid, "sig": b64u(sig)}
+
+
+def verify_hub_notice(notice: Mapping[str, Any], hub_public: bytes) -> dict[str, Any]:
+    expected = {"kind", "notice_id", "to", "message_id", "code", "at", "hub_kid", "sig"}
+    if set(notice) != expected or notice.get("kind") != "problem":
+        raise Malformed("hub notice members", field="notice")
+    if notice["hub_kid"] != signing_kid(hub_public):
+        raise UnknownKey("notice signed by another hub key", field="hub_kid")
+    body = {k: notice[k] for k in ("kind", "notice_id", "to", "message_id", "code", "at")}
+    sig = b64u_decode(notice["sig"], field="sig", length=64)
+    verify_signature(hub_public, PREFIX_HUB_NOTICE + canonical_bytes(body), sig)
+    return body
