@@ -61,9 +61,7 @@ def parse_json(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     except UnicodeDecodeError as exc:
         raise Malformed("invalid UTF-8") from exc
     try:
-        value = json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
-        )
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
     except Malformed:
         raise
     except (ValueError, RecursionError) as exc:

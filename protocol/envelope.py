@@ -235,8 +235,9 @@ class Header:
         created = parse_time(data["created_at"], field="header.created_at")
         expires = parse_time(data["expires_at"], field="header.expires_at")
         if not created < expires <= created + MAX_TTL:
-            raise Malformed("expires_at must be after created_at and within 30 days",
-                            field="header.expires_at")
+            raise Malformed(
+                "expires_at must be after created_at and within 30 days", field="header.expires_at"
+            )
         return cls(
             id=data["id"],
             kind=data["kind"],
@@ -328,7 +329,9 @@ def _seal_key(content_key: bytes, recipient_public: bytes, rng: Rng | None) -> b
         return nacl.bindings.crypto_box_seal(content_key, recipient_public)
     eph = nacl.public.PrivateKey(_random(rng, 32))
     epk = bytes(eph.public_key)
-    nonce = nacl.hash.blake2b(epk + recipient_public, digest_size=24, encoder=nacl.encoding.RawEncoder)
+    nonce = nacl.hash.blake2b(
+        epk + recipient_public, digest_size=24, encoder=nacl.encoding.RawEncoder
+    )
     boxed = nacl.bindings.crypto_box(content_key, nonce, recipient_public, bytes(eph))
     return epk + boxed
 
@@ -428,9 +431,7 @@ def parse_envelope(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envel
     return Envelope(header, sealed_key, nonce, ciphertext, signature, bytes(data))
 
 
-def check_times(
-    header: Header, now: datetime, max_skew: timedelta = DEFAULT_MAX_SKEW
-) -> None:
+def check_times(header: Header, now: datetime, max_skew: timedelta = DEFAULT_MAX_SKEW) -> None:
     """Refuse messages from the future (beyond skew) and expired ones (SPEC 7.3)."""
     if header.created_at > now + max_skew:
         raise FutureDated("created_at is beyond the allowed clock skew", field="header.created_at")
@@ -481,7 +482,15 @@ def open_envelope(
         raise DecryptionFailed("ciphertext does not open") from exc
     value = parse_canonical(inner)
     if not isinstance(value, dict) or set(value) != {
-        "v", "id", "kind", "from", "to", "thread", "created_at", "document", "sig"
+        "v",
+        "id",
+        "kind",
+        "from",
+        "to",
+        "thread",
+        "created_at",
+        "document",
+        "sig",
     }:
         raise Malformed("inner statement members", field="inner")
     sig = b64u_decode(value.pop("sig"), field="inner.sig", length=64)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "ERROR_CODES",
     "BadSignature",
-    "ConsentMissing",
     "Conflict",
+    "ConsentMissing",
     "Expired",
     "FutureDated",
     "InvalidTransition",
@@ -25,7 +26,6 @@ __all__ = [
     "UnknownKey",
     "UnsupportedVersion",
     "WrongRecipient",
-    "ERROR_CODES",
     "error_for_code",
 ]
 
@@ -161,9 +161,9 @@ def _all_subclasses(cls: type[ProtocolError]) -> list[type[ProtocolError]]:
 
 
 #: code -> exception class, for shells that receive a `problem` and re-raise it.
-ERROR_CODES: dict[str, type[ProtocolError]] = {
-    c.code: c for c in [ProtocolError, *_all_subclasses(ProtocolError)]
-}
+ERROR_CODES: dict[str, type[ProtocolError]] = {ProtocolError.code: ProtocolError}
+for _cls in _all_subclasses(ProtocolError):
+    ERROR_CODES[_cls.code] = _cls
 
 __all__ += ["DecryptionFailed", "HeaderMismatch", "NonCanonical"]
 

@@ -209,7 +209,9 @@ class KeyBinding:
         public = key.public if isinstance(key, EncryptionKeyPair) else key
         if not_after <= not_before:
             raise Malformed("binding validity is empty", field="not_after")
-        unsigned = cls(validate_node_id(node), encryption_kid(public), public, not_before, not_after)
+        unsigned = cls(
+            validate_node_id(node), encryption_kid(public), public, not_before, not_after
+        )
         return cls(
             unsigned.node,
             unsigned.kid,

@@ -19,7 +19,7 @@ permits the same short-cut.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from .errors import InvalidTransition
 
@@ -34,14 +34,14 @@ __all__ = [
 ]
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     SENDER = "sender"
     RECIPIENT = "recipient"
     #: The sender's own node acting on transport facts (delivery failure, expiry).
     SYSTEM = "system"
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     REQUESTED = "requested"
     RECEIVED = "received"
     ACCEPTED = "accepted"
