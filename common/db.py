@@ -34,7 +34,10 @@ and the service's ``env.py`` can be three lines::
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +187,28 @@ def _is_memory(url: str) -> bool:
     return u.get_backend_name() == "sqlite" and (not u.database or u.database == ":memory:")
 
 
+@contextlib.contextmanager
+def _sqlite_migration_lock(url: str) -> Iterator[None]:
+    """Serialise migrations of one SQLite file across processes with ``flock``.
+
+    Why not the database lock alone: alembic reads the current revision before
+    it opens each migration's transaction, so two processes could both decide
+    to apply the same first migration.
+    """
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        yield
+        return
+    lock_path = Path(u.database).with_name(Path(u.database).name + ".migrate.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def run_migrations(
     url: str, script_location: str | Path, *, target: str = "head", engine: Engine | None = None
 ) -> None:
@@ -199,7 +224,7 @@ def run_migrations(
     own_engine = engine is None
     eng = engine if engine is not None else make_engine(url, poolclass=sa.pool.NullPool)
     try:
-        with eng.connect() as conn:
+        with _sqlite_migration_lock(normalize_url(url)), eng.connect() as conn:
             lock_key = _advisory_key(script_location)
             if is_postgres(conn):
                 conn.exec_driver_sql(f"SELECT pg_advisory_lock({lock_key})")

@@ -2,7 +2,7 @@
 
 Fixtures (see each docstring):
 
-* ``spawn_service``  -- start a :class:`~tests.helpers.processes.ServiceProcess`; always cleaned up.
+* ``spawn_service``  -- start a ``ServiceProcess`` (tests/helpers); always cleaned up.
 * ``free_port``      -- the function; ``port`` -- one free port for this test.
 * ``pg_url``         -- one fresh PostgreSQL database for the whole session.
 * ``pg_url_factory`` -- call it for more fresh databases (dropped when the test ends).

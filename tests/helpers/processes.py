@@ -84,7 +84,9 @@ def wait_until(
         except Exception as exc:
             last_exc = exc
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {message}") from last_exc
+            raise TimeoutError(
+                f"timed out after {timeout:.0f}s waiting for {message}"
+            ) from last_exc
         time.sleep(interval)
 
 
@@ -146,8 +148,8 @@ class ServiceProcess:
             raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
         self._close_files()
         self.starts += 1
-        out = open(self.stdout_path, "ab")  # noqa: SIM115 - closed in _close_files
-        err = open(self.stderr_path, "ab")  # noqa: SIM115
+        out = open(self.stdout_path, "ab")
+        err = open(self.stderr_path, "ab")
         self._files = [out, err]
         if self.starts > 1:
             marker = f"--- test harness: start #{self.starts} of {self.name} ---\n".encode()
@@ -155,7 +157,7 @@ class ServiceProcess:
             err.write(marker)
             out.flush()
             err.flush()
-        self._proc = subprocess.Popen(  # noqa: S603 - test harness runs our own commands
+        self._proc = subprocess.Popen(
             self.args,
             stdin=subprocess.DEVNULL,
             stdout=out,
