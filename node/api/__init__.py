@@ -1,0 +1,1 @@
+"""Local API routers (referrals, directory, health)."""

@@ -1,0 +1,458 @@
+"""The receiver: long-poll the hub's mailbox, process each message exactly once, then ack.
+
+Why this order (store, then acknowledge): the hub keeps an item until it is acked,
+so a node killed at any point loses nothing; it just sees the item again, and
+the message id (the inbox table's primary key) makes the second sight a no-op.
+Per batch (up to 500 items) everything is one database transaction: the opened
+message, the referral and history changes, the signed receipt queued in the
+outbox and any webhook events commit together or not at all.
+
+An envelope that fails verification or validation is quarantined (kept with its
+code, never lost) and answered with a `problem` message to its sender when the
+sender can be identified; it is acknowledged so it does not block the mailbox.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from common.logging import get_logger
+from node.store.queries import (
+    INBOX,
+    OUTBOX,
+    QUARANTINE,
+    REFERRALS,
+    active_webhooks,
+    add_history,
+    enqueue_webhook_event,
+    existing_ids,
+    now_utc,
+    set_kv,
+)
+from protocol import ProtocolError, Role, canonical_bytes, next_state, parse_envelope
+from protocol.errors import Conflict, Malformed, NotAuthorized, UnknownKey
+
+if TYPE_CHECKING:
+    from node.runtime import Node
+    from protocol import Envelope, Opened
+
+__all__ = ["InboxProcessor", "receiver_loop"]
+
+_log = get_logger(__name__)
+
+
+def _fmt(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class BatchResult:
+    ack: list[str] = field(default_factory=list)
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    webhooks: int = 0
+    outbox: int = 0
+
+
+class InboxProcessor:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    # -- entry point ------------------------------------------------------------------
+
+    def process(self, items: list[dict[str, Any]]) -> BatchResult:
+        """Process a mailbox batch; returns the hub item ids that may now be acked.
+
+        Tries the whole batch in one transaction; if something unexpected (not a protocol
+        refusal) breaks it, falls back to one transaction per item so one poison item cannot
+        hold up the others (it is quarantined with code "internal").
+        """
+        try:
+            return self._process_in_txn(items)
+        except Exception as exc:
+            _log.error("inbox_batch_failed", error=exc, count=len(items), exc_info=exc)
+        result = BatchResult()
+        for item in items:
+            try:
+                r = self._process_in_txn([item])
+            except Exception as exc:
+                _log.error("inbox_item_failed", error=exc, exc_info=exc)
+                r = self._quarantine_unexpected(item)
+            result.ack += r.ack
+            result.stored += r.stored
+            result.duplicates += r.duplicates
+            result.quarantined += r.quarantined
+            result.webhooks += r.webhooks
+            result.outbox += r.outbox
+        return result
+
+    def _process_in_txn(self, items: list[dict[str, Any]]) -> BatchResult:
+        result = BatchResult()
+        parsed: list[tuple[dict[str, Any], Envelope | None, ProtocolError | None]] = []
+        for item in items:
+            if item.get("type") == "envelope":
+                try:
+                    env = parse_envelope(canonical_bytes(item.get("envelope")))
+                    parsed.append((item, env, None))
+                except ProtocolError as exc:
+                    parsed.append((item, None, exc))
+            else:
+                parsed.append((item, None, None))
+        with self.node.engine.begin() as conn:
+            keys = [e.header.id for _, e, _ in parsed if e is not None]
+            keys += [str(i.get("notice", {}).get("notice_id", "")) for i, e, x in parsed
+                     if e is None and x is None]
+            seen = existing_ids(conn, INBOX.c.message_id, keys)
+            seen |= existing_ids(conn, QUARANTINE.c.item_key,
+                                 keys + [str(i.get("id")) for i, _, _ in parsed])
+            hooks = active_webhooks(conn)
+            for item, env, err in parsed:
+                item_id = str(item.get("id"))
+                if env is not None:
+                    if env.header.id in seen:
+                        result.duplicates += 1
+                    else:
+                        self._envelope(conn, env, result, hooks)
+                        seen.add(env.header.id)
+                elif err is not None:
+                    if item_id not in seen:
+                        self._quarantine(conn, item_id, None, None, err.code,
+                                         item.get("envelope"), result)
+                        seen.add(item_id)
+                    else:
+                        result.duplicates += 1
+                elif item.get("type") == "notice":
+                    notice = item.get("notice")
+                    nid = str(notice.get("notice_id", "")) if isinstance(notice, dict) else ""
+                    if nid and nid in seen:
+                        result.duplicates += 1
+                    else:
+                        self._notice(conn, item_id, notice, result, hooks)
+                        seen.add(nid or item_id)
+                else:
+                    if item_id not in seen:
+                        self._quarantine(conn, item_id, None, None, "malformed", item, result)
+                        seen.add(item_id)
+                result.ack.append(item_id)
+        return result
+
+    def _quarantine_unexpected(self, item: dict[str, Any]) -> BatchResult:
+        result = BatchResult()
+        item_id = str(item.get("id"))
+        mid = None
+        try:
+            mid = str(item["envelope"]["header"]["id"])
+        except (KeyError, TypeError):
+            mid = None
+        try:
+            with self.node.engine.begin() as conn:
+                if not existing_ids(conn, QUARANTINE.c.item_key, [mid or item_id]):
+                    self._quarantine(conn, mid or item_id, mid, None, "internal", item, result)
+            result.ack.append(item_id)
+        except Exception as exc:  # the database itself is failing: do not ack, retry later
+            _log.error("inbox_quarantine_failed", error=exc)
+        return result
+
+    # -- pieces -----------------------------------------------------------------------
+
+    def _quarantine(
+        self,
+        conn: sa.Connection,
+        key: str,
+        message_id: str | None,
+        from_node: str | None,
+        code: str,
+        raw: Any,
+        result: BatchResult,
+        *,
+        thread: str | None = None,
+    ) -> None:
+        conn.execute(
+            sa.insert(QUARANTINE).values(
+                item_key=key, message_id=message_id, from_node=from_node, code=code,
+                raw=json.dumps(raw, separators=(",", ":"), sort_keys=True, default=str),
+                received_at=now_utc(),
+            )
+        )
+        result.quarantined += 1
+        _log.warning("message_quarantined", message_id=message_id, from_node=from_node, code=code)
+        if message_id and from_node and thread:
+            self._answer_problem(conn, from_node, thread, message_id, code, result)
+
+    def _answer_problem(self, conn: sa.Connection, to: str, thread: str, message_id: str,
+                        code: str, result: BatchResult) -> None:
+        """Tell the sender why its message was refused (ids and codes only)."""
+        try:
+            envelope = self.node.seal(
+                kind="problem", to=to, thread=thread,
+                document={"message_id": message_id, "code": code,
+                          "detail": f"message refused by {self.node.node_id}: {code}"},
+            )
+        except ProtocolError as exc:  # sender unknown to our directory: cannot answer
+            _log.info("problem_not_sent", message_id=message_id, code=exc.code)
+            return
+        self.node.queue(conn, envelope, referral_id=thread)
+        result.outbox += 1
+
+    def _receipt(self, conn: sa.Connection, env: Envelope, result: BatchResult) -> None:
+        h = env.header
+        envelope = self.node.seal(
+            kind="receipt", to=h.sender, thread=h.thread,
+            document={"message_id": h.id, "envelope_digest": env.digest,
+                      "received_at": _fmt(now_utc())},
+        )
+        self.node.queue(conn, envelope, referral_id=h.thread)
+        result.outbox += 1
+
+    def _open(self, env: Envelope) -> Opened:
+        from protocol import open_envelope
+
+        def attempt() -> Opened:
+            return open_envelope(
+                env, recipient=self.node.node_id, encryption_keys=self.node.keys.encryption_by_kid(),
+                resolver=self.node.directory, now=now_utc(),
+            )
+
+        try:
+            return attempt()
+        except UnknownKey:
+            # A member may have joined or re-keyed since our directory: look once more.
+            self.node.refresh_directory(force=True)
+            return attempt()
+
+    def _envelope(self, conn: sa.Connection, env: Envelope, result: BatchResult,
+                  hooks: list[tuple[int, frozenset[str]]]) -> None:
+        h = env.header
+        try:
+            opened = self._open(env)
+            with conn.begin_nested():
+                self._apply(conn, env, opened, result, hooks)
+        except ProtocolError as exc:
+            self._quarantine(conn, h.id, h.id, h.sender, exc.code,
+                             json.loads(env.raw), result, thread=h.thread)
+            return
+        conn.execute(
+            sa.insert(INBOX).values(
+                message_id=h.id, kind=h.kind, from_node=h.sender, referral_id=h.thread,
+                envelope_digest=env.digest, statement=opened.statement.decode("utf-8"),
+                inner_sig=opened.inner_signature.hex(), received_at=now_utc(),
+            )
+        )
+        result.stored += 1
+
+    def _apply(self, conn: sa.Connection, env: Envelope, opened: Opened, result: BatchResult,
+               hooks: list[tuple[int, frozenset[str]]]) -> None:
+        h = env.header
+        doc = opened.document
+        now = now_utc()
+        if h.kind == "referral":
+            self._apply_referral(conn, env, opened, result, hooks)
+            return
+        row = conn.execute(sa.select(REFERRALS).where(REFERRALS.c.id == h.thread)).first()
+        if row is None:
+            if h.kind == "problem":
+                return  # about a message we no longer know: nothing to update
+            raise Malformed("message refers to an unknown referral", field="header.thread")
+        if h.sender not in (row.from_node, row.to_node) or h.sender == self.node.node_id:
+            raise NotAuthorized("sender is not a party to this referral")
+        data = {"referral_id": row.id, "direction": row.direction, "from": row.from_node,
+                "to": row.to_node}
+        if h.kind == "status":
+            role = Role.SENDER if h.sender == row.from_node else Role.RECIPIENT
+            new = next_state(row.status, doc.status, role).value
+            conn.execute(sa.update(REFERRALS).where(REFERRALS.c.id == row.id)
+                         .values(status=new, updated_at=now))
+            add_history(conn, row.id, actor=h.sender, event=new, status=new, at=now,
+                        note=doc.note, message_id=h.id)
+            self._receipt(conn, env, result)
+            result.webhooks += enqueue_webhook_event(conn, "referral.status",
+                                                     {**data, "status": new}, hooks=hooks)
+        elif h.kind == "receipt":
+            self._apply_receipt(conn, h.sender, row, doc, result, hooks, data)
+        elif h.kind == "consent_withdrawn":
+            conn.execute(sa.update(REFERRALS).where(REFERRALS.c.id == row.id).values(
+                restricted=True, consent_withdrawn_at=doc.withdrawn_at, updated_at=now))
+            add_history(conn, row.id, actor=h.sender, event="consent_withdrawn", at=now,
+                        note=doc.note, message_id=h.id)
+            add_history(conn, row.id, actor=self.node.node_id, event="restricted", at=now,
+                        message_id=h.id)
+            self._receipt(conn, env, result)
+            result.webhooks += enqueue_webhook_event(
+                conn, "referral.consent_withdrawn", {**data, "status": row.status}, hooks=hooks)
+        elif h.kind == "problem":
+            self._apply_problem(conn, h.sender, row, doc, result, hooks, data)
+
+    def _apply_referral(self, conn: sa.Connection, env: Envelope, opened: Opened,
+                        result: BatchResult, hooks: list[tuple[int, frozenset[str]]]) -> None:
+        from protocol.consent import check_consent
+        from protocol.documents import monitoring_fields
+
+        h = env.header
+        doc = opened.document
+        me = self.node.directory.entries.get(self.node.node_id)
+        # Consent is enforced at both ends, judged as of the moment it was shared.
+        check_consent(doc, recipient_node=self.node.node_id,
+                      recipient_org=me.organization if me else None, now=h.created_at)
+        exists = conn.execute(sa.select(REFERRALS.c.id).where(REFERRALS.c.id == h.thread)).first()
+        if exists is not None:
+            raise Conflict("a referral with this id already exists", field="header.thread")
+        now = now_utc()
+        meta = monitoring_fields(doc)
+        conn.execute(
+            sa.insert(REFERRALS).values(
+                id=h.thread, direction="inbound", from_node=h.sender, to_node=h.recipient,
+                status="received", priority=meta.get("priority"), category=meta.get("category"),
+                document=json.dumps(opened.document_json, separators=(",", ":")),
+                restricted=False, created_at=h.created_at, updated_at=now, delivered_at=now,
+            )
+        )
+        add_history(conn, h.thread, actor=h.sender, event="requested", status="requested",
+                    at=h.created_at, message_id=h.id)
+        add_history(conn, h.thread, actor=self.node.node_id, event="received",
+                    status="received", at=now, message_id=h.id)
+        self._receipt(conn, env, result)
+        result.webhooks += enqueue_webhook_event(
+            conn, "referral.received",
+            {"referral_id": h.thread, "direction": "inbound", "from": h.sender,
+             "to": h.recipient, "status": "received", "priority": meta.get("priority")},
+            hooks=hooks,
+        )
+
+    def _apply_receipt(self, conn: sa.Connection, sender: str, row: Any, doc: Any,
+                       result: BatchResult, hooks: list[tuple[int, frozenset[str]]],
+                       data: dict[str, Any]) -> None:
+        out = conn.execute(sa.select(OUTBOX).where(OUTBOX.c.message_id == doc.message_id)).first()
+        if out is None or out.to_node != sender or out.referral_id != row.id:
+            raise Malformed("receipt for a message this node did not send to the receipter",
+                            field="message_id")
+        if out.envelope_digest != doc.envelope_digest:
+            raise Conflict("receipt digest does not match the envelope sent", field="envelope_digest")
+        now = now_utc()
+        conn.execute(sa.update(OUTBOX).where(OUTBOX.c.message_id == out.message_id)
+                     .values(delivered_at=doc.received_at))
+        if out.kind == "referral":
+            values: dict[str, Any] = {"delivered_at": doc.received_at, "updated_at": now}
+            if row.status == "requested":
+                values["status"] = next_state("requested", "received", Role.RECIPIENT).value
+            conn.execute(sa.update(REFERRALS).where(REFERRALS.c.id == row.id).values(**values))
+            add_history(conn, row.id, actor=sender, event="received", at=doc.received_at,
+                        status="received" if "status" in values else None,
+                        message_id=doc.message_id)
+            if "status" in values:
+                result.webhooks += enqueue_webhook_event(
+                    conn, "referral.status", {**data, "status": "received"}, hooks=hooks)
+        elif out.kind == "consent_withdrawn":
+            conn.execute(sa.update(REFERRALS).where(REFERRALS.c.id == row.id)
+                         .values(consent_ack_at=doc.received_at, updated_at=now))
+            add_history(conn, row.id, actor=sender, event="consent_withdrawal_acknowledged",
+                        at=doc.received_at, message_id=doc.message_id)
+
+    def _apply_problem(self, conn: sa.Connection, sender: str, row: Any, doc: Any,
+                       result: BatchResult, hooks: list[tuple[int, frozenset[str]]],
+                       data: dict[str, Any]) -> None:
+        now = now_utc()
+        out = conn.execute(sa.select(OUTBOX).where(OUTBOX.c.message_id == doc.message_id)).first()
+        add_history(conn, row.id, actor=sender, event="problem", at=now, note=doc.code,
+                    message_id=doc.message_id)
+        if out is not None:
+            conn.execute(sa.update(OUTBOX).where(OUTBOX.c.message_id == out.message_id)
+                         .values(last_error=doc.code[:64]))
+        if out is not None and out.kind == "referral" and row.status == "requested":
+            next_state("requested", "failed", Role.SYSTEM)
+            conn.execute(sa.update(REFERRALS).where(REFERRALS.c.id == row.id)
+                         .values(status="failed", updated_at=now))
+            add_history(conn, row.id, actor=self.node.node_id, event="failed", status="failed",
+                        at=now, note=doc.code, message_id=doc.message_id)
+            result.webhooks += enqueue_webhook_event(conn, "referral.status",
+                                                     {**data, "status": "failed"}, hooks=hooks)
+
+    def _notice(self, conn: sa.Connection, item_id: str, notice: Any, result: BatchResult,
+                hooks: list[tuple[int, frozenset[str]]]) -> None:
+        from protocol import verify_hub_notice
+
+        try:
+            if not isinstance(notice, dict):
+                raise Malformed("notice must be an object", field="notice")
+            body = verify_hub_notice(notice, self.node.hub_key)
+        except ProtocolError as exc:
+            self._quarantine(conn, item_id, None, "hub", exc.code, notice, result)
+            return
+        mid = str(body["message_id"])
+        code = str(body["code"])
+        out = conn.execute(sa.select(OUTBOX).where(OUTBOX.c.message_id == mid)).first()
+        now = now_utc()
+        if out is not None:
+            conn.execute(sa.update(OUTBOX).where(OUTBOX.c.message_id == mid)
+                         .values(state="failed", last_error=code[:64]))
+            row = conn.execute(
+                sa.select(REFERRALS).where(REFERRALS.c.id == out.referral_id)).first()
+            if row is not None:
+                add_history(conn, row.id, actor="hub", event="problem", at=now, note=code,
+                            message_id=mid)
+                if out.kind == "referral" and row.status == "requested":
+                    conn.execute(sa.update(REFERRALS).where(REFERRALS.c.id == row.id)
+                                 .values(status="failed", updated_at=now))
+                    add_history(conn, row.id, actor=self.node.node_id, event="failed",
+                                status="failed", at=now, note=code, message_id=mid)
+                    result.webhooks += enqueue_webhook_event(
+                        conn, "referral.status",
+                        {"referral_id": row.id, "direction": row.direction,
+                         "from": row.from_node, "to": row.to_node, "status": "failed"},
+                        hooks=hooks)
+        conn.execute(
+            sa.insert(INBOX).values(
+                message_id=str(body["notice_id"]), kind="notice", from_node="hub",
+                referral_id=out.referral_id if out is not None else "",
+                envelope_digest="", statement=canonical_bytes(body).decode("utf-8"),
+                inner_sig=str(notice["sig"]), received_at=now,
+            )
+        )
+        result.stored += 1
+        _log.info("hub_notice", message_id=mid, code=code)
+
+
+def receiver_loop(node: Node, stop: threading.Event) -> None:
+    """Long-poll, process, ack; forever, with backoff on transient failures."""
+    from node.hub_client import HubError, retrying
+
+    processor = InboxProcessor(node)
+    node.refresh_directory()
+    while not stop.is_set():
+        try:
+            for attempt in retrying(stop):
+                with attempt:
+                    items = node.client.mailbox(wait=node.settings.poll_wait,
+                                                limit=node.settings.batch_limit)
+        except HubError as exc:
+            if stop.is_set():
+                return
+            _log.warning("mailbox_poll_failed", code=exc.code)
+            stop.wait(5)
+            continue
+        if stop.is_set() and not items:
+            return
+        with node.engine.begin() as conn:
+            set_kv(conn, "last_successful_poll", now_utc().strftime("%Y-%m-%dT%H:%M:%SZ"))
+        node.refresh_directory()
+        if not items:
+            continue
+        result = processor.process(items)
+        if result.outbox:
+            node.outbox_wakeup.set()
+        if result.webhooks:
+            node.webhook_wakeup.set()
+        try:
+            for attempt in retrying(stop):
+                with attempt:
+                    node.client.ack(result.ack)
+        except HubError as exc:
+            _log.warning("mailbox_ack_failed", code=exc.code, count=len(result.ack))
+        _log.info("inbox_batch", count=len(items), stored_count=result.stored,
+                  duplicate_count=result.duplicates, quarantined_count=result.quarantined)

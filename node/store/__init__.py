@@ -1,0 +1,1 @@
+"""The node's local store: tables, queries and Alembic migrations."""
