@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import rfc8785
 
 from .errors import Malformed, NonCanonical
@@ -21,8 +22,38 @@ __all__ = ["canonical_bytes", "parse_canonical", "parse_json"]
 MAX_DEPTH = 32
 
 
+_SAFE_INT = 2**53
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """True when orjson's sorted output is byte-identical to JCS for `value`.
+
+    That holds for objects, arrays, booleans, null, integers within IEEE-754's exact range and
+    strings of printable ASCII without '"' or '\\' (written verbatim by both; with ASCII keys the
+    UTF-16 ordering of RFC 8785 section 3.2.3 equals byte ordering). Anything else takes the
+    reference implementation.
+    """
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(value, str):
+        return value.isascii() and value.isprintable() and '"' not in value and "\\" not in value
+    if isinstance(value, bool) or value is None:
+        return True
+    if isinstance(value, int):
+        return -_SAFE_INT < value < _SAFE_INT
+    if isinstance(value, dict):
+        return all(
+            isinstance(k, str) and _plain(k) and _plain(v, depth + 1) for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return all(_plain(v, depth + 1) for v in value)
+    return False
+
+
 def canonical_bytes(value: Any) -> bytes:
     """Serialise `value` per RFC 8785. Raises Malformed on values JCS cannot represent."""
+    if _plain(value):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     try:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:

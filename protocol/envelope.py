@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ import nacl.encoding
 import nacl.exceptions
 import nacl.hash
 import nacl.public
+import orjson
 
 from .canonical import canonical_bytes, parse_canonical
 from .errors import (
@@ -31,6 +33,7 @@ from .errors import (
     FutureDated,
     HeaderMismatch,
     Malformed,
+    NonCanonical,
     TooLarge,
     UnknownKey,
     UnsupportedVersion,
@@ -133,12 +136,7 @@ Rng = Callable[[int], bytes]
 
 
 def _is_uuid(text: str) -> bool:
-    if len(text) != 36 or text.lower() != text:
-        return False
-    parts = text.split("-")
-    if [len(p) for p in parts] != [8, 4, 4, 4, 12]:
-        return False
-    return all(c in "0123456789abcdef" for p in parts for c in p)
+    return _UUID.fullmatch(text) is not None
 
 
 def digest(data: bytes) -> str:
@@ -263,6 +261,8 @@ class Envelope:
     ciphertext: bytes
     signature: bytes
     raw: bytes = field(repr=False)
+    #: JCS(header), kept from parsing so verification does not canonicalise twice.
+    header_bytes: bytes = field(default=b"", repr=False)
 
     @property
     def digest(self) -> str:
@@ -273,7 +273,8 @@ class Envelope:
         return hashlib.sha256(self.sealed_key + self.nonce + self.ciphertext).digest()
 
     def outer_signing_input(self) -> bytes:
-        return _outer_input(self.header, self.sealed_key + self.nonce + self.ciphertext)
+        hb = self.header_bytes or self.header.canonical()
+        return PREFIX_OUTER + hb + hashlib.sha256(self.sealed_key + self.nonce + self.ciphertext).digest()
 
 
 @dataclass(frozen=True)
@@ -403,7 +404,23 @@ def seal(
     )
     if len(raw) > MAX_ENVELOPE_BYTES:
         raise TooLarge("envelope exceeds the size limit")
-    return Envelope(header, sealed_key, nonce, ciphertext, signature, raw)
+    return Envelope(header, sealed_key, nonce, ciphertext, signature, raw, aad)
+
+
+_B64U_TEXT = re.compile(r"[A-Za-z0-9_-]*")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _is_b64u_text(value: object) -> bool:
+    return isinstance(value, str) and _B64U_TEXT.fullmatch(value) is not None
+
+
+def _load(data: bytes) -> Any:
+    """Fast parse (orjson, C) with the strict parser as the arbiter of every failure."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return parse_canonical(data)  # raises the precise typed error, or handles big ints
 
 
 def parse_envelope(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
@@ -412,23 +429,44 @@ def parse_envelope(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envel
         raise Malformed("envelope must be bytes")
     if len(data) > max_bytes:
         raise TooLarge("envelope exceeds the size limit")
-    value = parse_canonical(bytes(data))
+    data = bytes(data)
+    value = _load(data)
     if not isinstance(value, dict):
         raise Malformed("envelope must be an object")
-    if "header" in value and isinstance(value["header"], dict) and "v" in value["header"]:
-        v = value["header"]["v"]
+    header_json = value.get("header")
+    if isinstance(header_json, dict) and "v" in header_json:
+        v = header_json["v"]
         if v != PROTOCOL_VERSION or isinstance(v, bool):
             raise UnsupportedVersion("protocol version not supported", field="header.v")
-    if set(value) != _ENVELOPE_MEMBERS:
+    # Canonical form (RFC 8785). The four binary members are base64url text, which JCS
+    # writes verbatim, so the expected bytes are assembled around the canonical header.
+    if (
+        set(value) == _ENVELOPE_MEMBERS
+        and isinstance(header_json, dict)
+        and all(_is_b64u_text(value[k]) for k in ("ciphertext", "nonce", "sealed_key", "sig"))
+    ):
+        header_bytes = canonical_bytes(header_json)
+        expected = b"".join(
+            (
+                b'{"ciphertext":"', value["ciphertext"].encode(), b'","header":', header_bytes,
+                b',"nonce":"', value["nonce"].encode(), b'","sealed_key":"',
+                value["sealed_key"].encode(), b'","sig":"', value["sig"].encode(), b'"}',
+            )
+        )
+        if expected != data:
+            parse_canonical(data)  # a precise error for invalid UTF-8, duplicates, ...
+            raise NonCanonical("bytes are not RFC 8785 canonical")
+    else:
+        parse_canonical(data)
         raise Malformed("envelope members", field="envelope")
-    header = Header.from_json(value["header"])
+    header = Header.from_json(header_json)
     sealed_key = b64u_decode(value["sealed_key"], field="sealed_key", length=_SEALED_KEY_BYTES)
     nonce = b64u_decode(value["nonce"], field="nonce", length=24)
     ciphertext = b64u_decode(value["ciphertext"], field="ciphertext")
     if len(ciphertext) < 1024 + 16 or (len(ciphertext) - 16) != bucket_size(len(ciphertext) - 17):
         raise Malformed("ciphertext length is not a padding bucket", field="ciphertext")
     signature = b64u_decode(value["sig"], field="sig", length=64)
-    return Envelope(header, sealed_key, nonce, ciphertext, signature, bytes(data))
+    return Envelope(header, sealed_key, nonce, ciphertext, signature, data, header_bytes)
 
 
 def check_times(header: Header, now: datetime, max_skew: timedelta = DEFAULT_MAX_SKEW) -> None:
@@ -475,7 +513,7 @@ def open_envelope(
     try:
         content_key = nacl.bindings.crypto_box_seal_open(env.sealed_key, key.public, key.secret)
         padded = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
-            env.ciphertext, h.canonical(), env.nonce, content_key
+            env.ciphertext, env.header_bytes or h.canonical(), env.nonce, content_key
         )
         inner = nacl.bindings.sodium_unpad(padded, len(padded))
     except (nacl.exceptions.CryptoError, nacl.exceptions.ValueError, ValueError) as exc:

@@ -107,7 +107,7 @@ def parse_time(text: object, *, field: str = "time") -> datetime:
     if not isinstance(text, str) or not _TIME.match(text):
         raise Malformed("time must be RFC 3339 UTC 'YYYY-MM-DDTHH:MM:SSZ'", field=field)
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return datetime.fromisoformat(text)
     except ValueError as exc:
         raise Malformed("invalid time", field=field) from exc
 

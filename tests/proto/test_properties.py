@@ -90,3 +90,30 @@ def test_canonical_round_trip(value: Any) -> None:
 
 def test_minimal_document_is_what_issue_requires(world: World) -> None:
     assert _open(world, world.seal(world.a, world.b, document=MINIMAL).raw).document_json["priority"] == "high"
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**60, 2**60) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=6), c, max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_json)
+def test_fast_canonical_path_equals_reference_jcs(value: Any) -> None:
+    """canonical_bytes takes an orjson fast path for plain values: it must equal rfc8785's output."""
+    import rfc8785
+
+    from protocol.errors import Malformed
+
+    try:
+        expected = rfc8785.dumps(value)
+    except Exception:
+        try:
+            canonical_bytes(value)
+        except Malformed:
+            return
+        raise AssertionError("fast path accepted a value JCS refuses") from None
+    assert canonical_bytes(value) == expected
