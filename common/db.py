@@ -15,7 +15,9 @@ outbox/inbox guarantee, "nothing is lost, each message processed once":
   transaction takes the write lock only at the first write, and two readers
   upgrading to writers deadlock with ``database is locked`` *without*
   honouring busy_timeout. Taking the write lock up front makes concurrent
-  transactions queue cleanly; reads outside transactions are unaffected.
+  transactions queue cleanly. Consequence for callers: keep transactions
+  short and never do network I/O inside one (the outbox pattern already
+  requires that: commit, then send, then record the outcome).
 
 PostgreSQL goes through psycopg 3 (``postgresql+psycopg://``); ``postgres://``
 and ``postgresql://`` URLs are normalised to that driver.
@@ -111,6 +113,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_url(url)
     if _is_sqlite_url(url):
         database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         connect_args = dict(kwargs.pop("connect_args", {}))
         connect_args.setdefault("check_same_thread", False)
         connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)

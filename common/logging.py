@@ -21,11 +21,17 @@ Usage::
     configure_logging("hub", level="INFO")
     log = get_logger(__name__)
     log.info("message_accepted", message_id=mid, to_node=node_id)
+    structlog.contextvars.bind_contextvars(message_id=mid)  # per-request context
     install_access_log_context(app)   # optional: route templates in access logs
     uvicorn.run(app, host=..., port=..., log_config=None)  # keep our handlers
 
 ``log_config=None`` matters: uvicorn's default dictConfig would otherwise
 install its own plain-text handlers after ours.
+
+The guard sees keys, not free text: keep ``event`` a constant snake_case name
+and put values in allow-listed keys (``*_id``, ``code``, ``count``...). Pass
+exceptions as ``error=exc`` (logged as their protocol code or class name) and
+use ``log.exception(...)`` for tracebacks (frames only, no messages).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ __all__ = [
     "configure_logging",
     "get_logger",
     "install_access_log_context",
+    "reset_logging",
 ]
 
 REDACTED = "[redacted]"
@@ -369,15 +376,63 @@ def configure_logging(service: str, *, level: str = "INFO", stream: TextIO | Non
     logging.getLogger("httpcore").setLevel(max(numeric_level, logging.WARNING))
 
     structlog.configure(
-        processors=[
-            *shared,
-            structlog.stdlib.PositionalArgumentsFormatter(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
+        # No PositionalArgumentsFormatter: ``log.info("x %s", value)`` would
+        # splice ``value`` into the event text past the guard; instead the
+        # arguments arrive as ``positional_args`` and are redacted.
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        # Not cached: a logger used before configure_logging() must not stay
+        # bound to the pre-configuration pipeline.
+        cache_logger_on_first_use=False,
     )
+
+
+def _configure_defaults() -> None:
+    """Guarded JSON to stderr even before :func:`configure_logging` is called.
+
+    Why: structlog's out-of-the-box pipeline prints every key verbatim; an
+    event logged at import time or by a script that forgot to configure
+    logging must still pass the guard.
+    """
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+            _add_service,
+            _render_exception_safely,
+            _guard_personal_data,
+            structlog.processors.JSONRenderer(serializer=_orjson_dumps),
+        ],
+        logger_factory=_StderrLoggerFactory(),
+        # The stdlib flavour keeps positional args out of the event text.
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+class _StderrLoggerFactory:
+    """PrintLogger on the *current* ``sys.stderr`` (pytest swaps it per test)."""
+
+    def __call__(self, *args: Any) -> structlog.PrintLogger:
+        return structlog.PrintLogger(sys.stderr)
+
+
+_configure_defaults()
+
+
+def reset_logging() -> None:
+    """Undo :func:`configure_logging` (remove our handler, restore guarded defaults).
+
+    For tests that configure logging into a buffer and must not leave the
+    process logging into it afterwards.
+    """
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, _handler_marker, False):
+            root.removeHandler(old)
+    _configure_defaults()
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from common.db import (
     run_migrations,
     sqlite_url,
 )
-from common.logging import configure_logging
+from common.logging import configure_logging, reset_logging
 
 
 @pytest.fixture
@@ -31,10 +30,7 @@ def log_buffer() -> Iterator[io.StringIO]:
     buffer = io.StringIO()
     configure_logging("db-test", stream=buffer)
     yield buffer
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "_rssn_common_handler", False):
-            root.removeHandler(handler)
+    reset_logging()
 
 
 def _events(buffer: io.StringIO) -> list[dict[str, object]]:

@@ -20,19 +20,13 @@ from common.logging import (
     _guard_personal_data,
     configure_logging,
     get_logger,
+    reset_logging,
 )
 from tests.helpers.processes import ServiceProcess
 
 CANARY = "CANARY-Amina-Diallo-1987"
 
 ReadLogs = Callable[[], list[dict[str, Any]]]
-
-
-def _remove_our_handlers() -> None:
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "_rssn_common_handler", False):
-            root.removeHandler(handler)
 
 
 @pytest.fixture
@@ -45,7 +39,7 @@ def logs() -> Iterator[ReadLogs]:
         return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
 
     yield read
-    _remove_our_handlers()
+    reset_logging()
 
 
 def test_json_lines_with_standard_fields(logs: ReadLogs) -> None:
@@ -162,7 +156,7 @@ def test_level_filtering() -> None:
         get_logger("t").info("hidden")
         get_logger("t").warning("shown")
     finally:
-        _remove_our_handlers()
+        reset_logging()
     assert [json.loads(x)["event"] for x in buffer.getvalue().splitlines()] == ["shown"]
 
 
@@ -184,7 +178,24 @@ def test_reconfigure_replaces_only_our_handler() -> None:
         assert other in logging.getLogger().handlers
     finally:
         logging.getLogger().removeHandler(other)
-        _remove_our_handlers()
+        reset_logging()
+
+
+def test_positional_args_never_reach_the_event_text(logs: ReadLogs) -> None:
+    get_logger("t").info("referral for %s", CANARY)
+    [line] = logs()
+    assert line["event"] == "referral for %s"
+    assert line["positional_args"] == REDACTED
+    assert CANARY not in json.dumps(line)
+
+
+def test_guarded_json_even_before_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+    reset_logging()
+    get_logger("early").warning("early_event", node="n-1", full_name=CANARY)
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["event"] == "early_event" and line["node"] == "n-1"
+    assert line["full_name"] == REDACTED
+    assert CANARY not in json.dumps(line)
 
 
 def test_guard_processor_directly() -> None:

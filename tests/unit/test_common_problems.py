@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +13,7 @@ from fastapi import FastAPI, Query
 from pydantic import BaseModel, ConfigDict
 
 from common.ids import is_uuid7
-from common.logging import configure_logging
+from common.logging import configure_logging, reset_logging
 from common.problems import (
     PROBLEM_MEDIA_TYPE,
     ProblemHTTPException,
@@ -77,10 +76,7 @@ def log_buffer() -> Iterator[io.StringIO]:
     buffer = io.StringIO()
     configure_logging("problems-test", stream=buffer)
     yield buffer
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "_rssn_common_handler", False):
-            root.removeHandler(handler)
+    reset_logging()
 
 
 @pytest.fixture
