@@ -122,6 +122,8 @@ _WS = re.compile(r"[ \t]+")
 
 def strip_html(text: str) -> str:
     """proGres descriptions are HTML fragments: keep the text, drop the markup."""
+    if "<" not in text and "&" not in text and "\n" not in text:
+        return text.strip()
     t = re.sub(r"(?i)<br\s*/?>|</p>", "\n", text)
     t = html.unescape(_TAG.sub("", t))
     lines = [_WS.sub(" ", ln).strip() for ln in t.splitlines()]

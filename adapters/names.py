@@ -18,6 +18,7 @@ __all__ = ["country_by_name", "language_by_name", "norm"]
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
+@functools.lru_cache(maxsize=65536)
 def norm(text: str) -> str:
     """Lowercase, strip accents, collapse everything else to single underscores."""
     decomposed = unicodedata.normalize("NFKD", text)
