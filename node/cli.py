@@ -65,85 +65,21 @@ def init(
 ) -> None:
     """Create keys (sealed with RSSN_NODE_PASSPHRASE), enroll with the hub, pin its key."""
     _logging()
-    from datetime import UTC, datetime
-
-    from node.hub_client import HubClient, HubError
-    from node.keystore import KeyStoreError, generate_keys, get_passphrase, save_keys
-    from node.runtime import migrate_db
-    from node.settings import SOFTWARE_VERSION, NodeConfig
-    from protocol import (
-        ProtocolError,
-        b64u,
-        b64u_decode,
-        canonical_bytes,
-        enrollment_proof,
-        format_time,
-        signing_kid,
-        validate_node_id,
-        verify_directory,
-    )
+    from node.enrollment import EnrollmentError, enroll_node
+    from node.keystore import KeyStoreError, get_passphrase
 
     settings = _settings(data_dir)
-    try:
-        validate_node_id(node_id)
-    except ProtocolError:
-        _fail("node id must be a lowercase slug of 3-63 characters")
     if settings.config_path.exists() or settings.keys_path.exists():
         _fail(f"{settings.data_dir} already holds a node; use a new --data-dir")
     try:
         passphrase = get_passphrase(confirm=True)
-    except KeyStoreError as exc:
+        config = enroll_node(settings, hub_url=hub, node_id=node_id, token=token,
+                             passphrase=passphrase,
+                             expect_hub_fingerprint=expect_hub_fingerprint)
+    except (KeyStoreError, EnrollmentError) as exc:
         _fail(str(exc))
-    now = datetime.now(UTC).replace(microsecond=0)
-    keys = generate_keys(node_id, now)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    save_keys(settings.keys_path, keys, passphrase)
-    binding = keys.current_binding
-    client = HubClient(hub)
-    try:
-        result = client.enroll({
-            "node_id": node_id,
-            "token": token,
-            "signing_key": b64u(keys.signing.public),
-            "encryption_key": binding.to_json(),
-            "proof": b64u(enrollment_proof(keys.signing, node_id, token, binding)),
-            "software_version": SOFTWARE_VERSION,
-        })
-        hub_key = b64u_decode(result["hub_key"], length=32)
-        if result.get("hub_kid") != signing_kid(hub_key):
-            raise ProtocolError("hub_kid does not match hub_key")
-        directory_bytes = canonical_bytes(result["directory"])
-        verify_directory(directory_bytes, hub_key, now=datetime.now(UTC))
-    except (HubError, ProtocolError, KeyError, TypeError, ValueError) as exc:
-        settings.keys_path.unlink(missing_ok=True)
-        code = getattr(exc, "code", type(exc).__name__)
-        detail = getattr(exc, "problem", {}).get("detail") if isinstance(exc, HubError) else None
-        _fail(f"enrollment failed: {code}" + (f" ({detail})" if detail else ""))
-    finally:
-        client.close()
-    from protocol import fingerprint
-
-    fp = fingerprint(hub_key)
-    if expect_hub_fingerprint and expect_hub_fingerprint != fp:
-        settings.keys_path.unlink(missing_ok=True)
-        _fail(f"hub key fingerprint {fp} is not the expected one")
-    config = NodeConfig(
-        node_id=node_id, hub_url=hub.rstrip("/"), hub_key=result["hub_key"],
-        hub_kid=result["hub_kid"], hub_fingerprint=fp,
-        token_endpoint=result["token_endpoint"], enrolled_at=format_time(now),
-        key_expires_at=format_time(binding.not_after),
-    )
-    migrate_db(settings.database_url)
-    from common.db import make_engine
-    from node.store.queries import set_kv
-
-    engine = make_engine(settings.database_url)
-    with engine.begin() as conn:
-        set_kv(conn, "directory", directory_bytes.decode("utf-8"))
-    engine.dispose()
-    settings.save_config(config)
     typer.echo(f"node {node_id} enrolled with {config.hub_url}")
-    typer.echo(f"hub key pinned: {fp}")
+    typer.echo(f"hub key pinned: {config.hub_fingerprint}")
     typer.echo(f"encryption key valid until {config.key_expires_at}")
 
 

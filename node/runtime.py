@@ -72,6 +72,8 @@ class Node:
         config: NodeConfig,
         keys: NodeKeys,
         engine: sa.Engine,
+        *,
+        transport: Any = None,
     ) -> None:
         from node.hub_client import HubClient
 
@@ -83,7 +85,7 @@ class Node:
         self.hub_key = b64u_decode(config.hub_key, length=32)
         self.client = HubClient(
             config.hub_url, node_id=config.node_id, signing=keys.signing,
-            token_endpoint=config.token_endpoint,
+            token_endpoint=config.token_endpoint, transport=transport,
         )
         self.outbox_wakeup = threading.Event()
         self.webhook_wakeup = threading.Event()
@@ -176,7 +178,7 @@ class Node:
         try:
             binding = entry.current_encryption_key(created)
         except ProtocolError:
-            entry = self.refresh_directory(force=True)
+            self.refresh_directory(force=True)
             binding = self.directory.entry(to).current_encryption_key(created)
         return seal(
             sender=self.node_id,
@@ -362,7 +364,7 @@ class Node:
                 raise NotFound(referral_id)
             hist = conn.execute(
                 sa.select(HISTORY).where(HISTORY.c.referral_id == referral_id)
-                .order_by(HISTORY.c.at, HISTORY.c.id)
+                .order_by(HISTORY.c.id)
             ).all()
         out = self._summary(row)
         # Restricted (consent withdrawn): the content is withheld from the API; the
@@ -415,7 +417,9 @@ def status_report(conn: sa.Connection, config: NodeConfig, *, hub_ok: bool) -> d
     }
 
 
-def open_node(settings: NodeSettings, passphrase: str, *, migrate: bool = True) -> Node:
+def open_node(
+    settings: NodeSettings, passphrase: str, *, migrate: bool = True, transport: Any = None
+) -> Node:
     """Load config and keys, migrate the database, and build the Node."""
     from common.db import make_engine
 
@@ -424,7 +428,7 @@ def open_node(settings: NodeSettings, passphrase: str, *, migrate: bool = True) 
     if migrate:
         migrate_db(settings.database_url)
     engine = make_engine(settings.database_url)
-    return Node(settings, config, keys, engine)
+    return Node(settings, config, keys, engine, transport=transport)
 
 
 def migrate_db(url: str) -> None:
