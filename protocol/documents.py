@@ -11,9 +11,9 @@ The referral id is the envelope's thread id, so no document repeats it.
 Wire rules that pydantic's lax mode would otherwise bend (enforced when parsing with
 `parse_document`, which is what receivers use):
 
-- date-times are RFC 3339 strings with an explicit offset and at most 6 fractional digits; they
-  are held in UTC and written back as `YYYY-MM-DDTHH:MM:SSZ`, or with exactly 6 fractional digits
-  when the value has microseconds (one value, one spelling);
+- date-times are RFC 3339 strings with an explicit offset (at most 6 fractional digits); they are
+  held in UTC truncated to whole seconds and written back as `YYYY-MM-DDTHH:MM:SSZ`, the only
+  time form of the protocol (SPEC section 2);
 - dates are `YYYY-MM-DD` strings; integers and booleans must be JSON integers and booleans;
 - codes come from the controlled vocabularies in protocol/vocab (services, concerns, ISO 3166-1
   alpha-2 countries, ISO 639 languages; two-letter ISO 639-1 where one exists, as BCP 47 says);
@@ -24,6 +24,10 @@ Errors: `parse_document` raises `Malformed(detail, field="dotted.path")` (list p
 numbers: `subject.nationality.0`), `ConsentMissing` when a referral has no consent record, or
 `TooLarge`. The detail is built from the rule that failed and never from the input value, so an
 error can be logged and returned to the sender without carrying personal data.
+
+Normal form (`document_to_json`): JSON values, times as above, and members equal to their
+default (null, empty list, false) left out. A receiver refuses a document that is not already in
+normal form (SPEC section 7 step 8); the issue's minimal referral is in normal form.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ __all__ = [
     "MONITORING_CATEGORIES",
     "PRIORITIES",
     "PRIORITY_DEADLINES",
-    "STATUSES",
+    "REPORTABLE_STATUSES",
     "Attachment",
     "Caregiver",
     "Consent",
@@ -88,6 +92,7 @@ __all__ = [
     "kind_of",
     "monitoring_fields",
     "parse_document",
+    "parse_referral",
     "response_due",
 ]
 
@@ -108,8 +113,9 @@ PRIORITY_DEADLINES: Final[dict[str, timedelta]] = {
     "normal": timedelta(days=14),
 }
 
-#: Referral statuses a StatusChange may report (the lifecycle module says which moves are legal).
-STATUSES: Final = (
+#: Statuses a StatusChange may report: the lifecycle's statuses except the initial `requested`
+#: (protocol.lifecycle says which moves are legal and who may make them).
+REPORTABLE_STATUSES: Final = (
     "received",
     "accepted",
     "declined",
@@ -142,7 +148,8 @@ LEGAL_BASES: Final = (
     "public_interest",
 )
 
-#: Coarse, content-free categories the hub may count (see `monitoring_fields`).
+#: Coarse, content-free categories the hub may count (see `monitoring_fields`); the same list as
+#: the envelope's `meta.category` (SPEC section 4.1).
 MONITORING_CATEGORIES: Final = (
     "sgbv",
     "child_protection",
@@ -150,6 +157,7 @@ MONITORING_CATEGORIES: Final = (
     "lgbti",
     "health",
     "legal",
+    "basic_needs",
     "other",
 )
 
@@ -195,8 +203,24 @@ Text4000 = Annotated[str, Field(min_length=1, max_length=4000, pattern=_TEXT_PAT
 
 #: Machine codes: `reason_code`, `Problem.code`.
 Slug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-#: Message ids and node ids as the envelope writes them (UUIDs, ULIDs, `org-node` names).
-OpaqueId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")]
+#: Message ids: lowercase RFC 9562 UUID strings (SPEC section 2).
+MessageId = Annotated[
+    str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
+
+
+def _no_double_hyphen(value: str) -> str:
+    if "--" in value:
+        raise _rule("document_rule", "a node id has no double hyphen")
+    return value
+
+
+#: Node ids (SPEC section 2): lowercase slug of 3-63 characters without "--".
+NodeId = Annotated[
+    str,
+    Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"),
+    AfterValidator(_no_double_hyphen),
+]
 #: base64url (no padding) of a SHA-256 digest: 43 characters, the last one carrying 4 bits.
 Digest = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{42}[AEIMQUYcgkosw048]$")]
 
@@ -207,11 +231,8 @@ _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def format_datetime(value: datetime) -> str:
-    """The one wire spelling of a UTC instant (seconds, or exactly 6 fractional digits)."""
-    value = value.astimezone(UTC)
-    if value.microsecond:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The one wire spelling of an instant: RFC 3339 UTC, whole seconds, `Z`."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _datetime_in(value: Any, info: ValidationInfo) -> Any:
@@ -230,10 +251,10 @@ def _datetime_in(value: Any, info: ValidationInfo) -> Any:
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise _rule("datetime_naive", "must carry a time zone offset")
-    return value.astimezone(UTC)
+    return value.astimezone(UTC).replace(microsecond=0)
 
 
-#: Timezone-aware instant, held in UTC, written as RFC 3339 with `Z`.
+#: Timezone-aware instant, held in UTC to the second, written as RFC 3339 with `Z`.
 UtcDateTime = Annotated[
     datetime,
     BeforeValidator(_datetime_in),
@@ -452,7 +473,7 @@ class ConsentScope(_Body):
     restrict the sharing.
     """
 
-    recipients: Annotated[list[OpaqueId], Field(max_length=50), AfterValidator(_unique)] = []
+    recipients: Annotated[list[NodeId], Field(max_length=50), AfterValidator(_unique)] = []
     organizations: Annotated[list[Name], Field(max_length=50)] = []
     purposes: Annotated[list[Name], Field(max_length=20)] = []
 
@@ -642,7 +663,7 @@ class StatusChange(_Body):
 class Receipt(_Body):
     """Kind `receipt`: proof that the recipient stored a message (by id and envelope digest)."""
 
-    message_id: OpaqueId
+    message_id: MessageId
     #: base64url (no padding) SHA-256 of the envelope as received.
     envelope_digest: Digest
     received_at: UtcDateTime
@@ -658,7 +679,7 @@ class ConsentWithdrawn(_Body):
 class Problem(_Body):
     """Kind `problem`: a message could not be processed. `detail` never carries personal data."""
 
-    message_id: OpaqueId
+    message_id: MessageId
     code: Slug
     detail: Text500
 
@@ -808,9 +829,16 @@ def parse_document(kind: str, data: object) -> Document:
     return doc
 
 
+def parse_referral(data: object) -> ReferralDocument:
+    """`parse_document("referral", data)`, typed for callers that only handle referrals."""
+    doc = parse_document("referral", data)
+    assert isinstance(doc, ReferralDocument)
+    return doc
+
+
 def document_to_json(doc: Document) -> dict[str, Any]:
-    """JSON-ready dict (None members left out, instants as RFC 3339 `Z` strings)."""
-    return doc.model_dump(mode="json", exclude_none=True)
+    """The normal form: JSON-ready, instants as RFC 3339 `Z` strings, defaults left out."""
+    return doc.model_dump(mode="json", exclude_defaults=True)
 
 
 def monitoring_fields(doc: ReferralDocument) -> dict[str, str]:
