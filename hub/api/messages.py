@@ -1,0 +1,97 @@
+"""POST /v1/messages and /v1/messages/batch: submit envelopes, get transport receipts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from common.problems import ProblemResponse
+from protocol import MAX_ENVELOPE_BYTES, ProtocolError, canonical_bytes, parse_json
+from protocol.errors import Malformed, TooLarge
+
+from ..auth import AccessClaims
+from ..ingest import ingest
+from .deps import json_response, node_claims, read_body, runtime
+
+router = APIRouter(tags=["messages"])
+
+_ENVELOPE_SCHEMA = {
+    "type": "object",
+    "description": "An envelope (RFC 8785 canonical JSON), see protocol SPEC section 5",
+    "required": ["header", "sealed_key", "nonce", "ciphertext", "sig"],
+}
+_ONE = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": _ENVELOPE_SCHEMA}}}}
+_BATCH = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["envelopes"],
+    "properties": {"envelopes": {"type": "array", "maxItems": 500, "items": _ENVELOPE_SCHEMA}},
+}}}}}
+
+
+@router.post("/v1/messages", status_code=202, openapi_extra=_ONE,
+             summary="Submit one envelope")
+async def submit(
+    request: Request, claims: AccessClaims = Depends(node_claims)  # noqa: B008
+) -> Response:
+    rt = runtime(request)
+    body = await read_body(request, MAX_ENVELOPE_BYTES)
+    ua = request.headers.get("user-agent")
+    with rt.metrics.ingest_seconds.time():
+        [outcome] = await run_in_threadpool(ingest, rt, claims, [body], user_agent=ua)
+    if outcome.status == "rejected":
+        assert outcome.problem is not None
+        return ProblemResponse(outcome.problem, status_code=outcome.http_status)
+    if outcome.recipient:
+        rt.waiters.notify([outcome.recipient])
+    return json_response(
+        {"message_id": outcome.message_id, "status": "accepted", "receipt": outcome.receipt},
+        status_code=202 if outcome.status == "accepted" else 200,
+    )
+
+
+def _split_batch(body: bytes, max_items: int) -> tuple[list[bytes | ProtocolError],
+                                                       list[str | None]]:
+    value = parse_json(body)
+    if not isinstance(value, dict) or set(value) != {"envelopes"} or not isinstance(
+        value["envelopes"], list
+    ):
+        raise Malformed('batch body must be {"envelopes": [...]}', field="envelopes")
+    envelopes = value["envelopes"]
+    if len(envelopes) > max_items:
+        raise TooLarge(f"a batch holds at most {max_items} envelopes", field="envelopes")
+    raws: list[bytes | ProtocolError] = []
+    ids: list[str | None] = []
+    for obj in envelopes:
+        hint: Any = None
+        if isinstance(obj, dict) and isinstance(obj.get("header"), dict):
+            hint = obj["header"].get("id")
+        ids.append(hint if isinstance(hint, str) and len(hint) <= 64 else None)
+        try:
+            raws.append(canonical_bytes(obj))
+        except ProtocolError as exc:
+            raws.append(exc)
+    return raws, ids
+
+
+@router.post("/v1/messages/batch", openapi_extra=_BATCH,
+             summary="Submit up to 500 envelopes in one transaction")
+async def submit_batch(
+    request: Request, claims: AccessClaims = Depends(node_claims)  # noqa: B008
+) -> Response:
+    rt = runtime(request)
+    body = await read_body(request, rt.settings.max_batch_bytes)
+    ua = request.headers.get("user-agent")
+
+    def work() -> list[Any]:
+        raws, ids = _split_batch(body, rt.settings.max_batch)
+        if not raws:
+            return []
+        return ingest(rt, claims, raws, user_agent=ua, ids_hint=ids)
+
+    with rt.metrics.ingest_seconds.time():
+        outcomes = await run_in_threadpool(work)
+    rt.waiters.notify({o.recipient for o in outcomes if o.recipient})
+    return json_response({"results": [o.to_json() for o in outcomes]})

@@ -1,0 +1,221 @@
+"""Accepting envelopes: verify what the hub can verify, store, sign a transport receipt.
+
+Order of checks (SPEC 7, the hub's part): structure (`parse_envelope`), then
+the caller may only submit its own envelopes (`not_authorized`), then time,
+sender key and outer signature (`verify_outer`), then the recipient must be an
+active member and `recipient_kid` one of its keys valid at `created_at`
+(`wrong_recipient`). De-duplication by message id comes last but wins over
+time checks: an identical envelope (same digest) always gets its original
+receipt back, even after it expired; a different envelope under a used id is a
+`conflict`.
+
+Why the crypto runs before the write transaction: on SQLite every transaction
+holds the database write lock, so the lock is held only for the indexed
+lookups and inserts, once per request (one transaction per batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from common.logging import get_logger
+from protocol import (
+    Directory,
+    Envelope,
+    ProtocolError,
+    make_transport_receipt,
+    parse_envelope,
+    verify_outer,
+)
+from protocol.errors import Conflict, NotAuthorized, UnknownKey, WrongRecipient
+
+from .auth import AccessClaims
+from .ledger import ledger_row
+from .runtime import HubRuntime
+from .store import queries as q
+
+__all__ = ["Outcome", "ingest"]
+
+_log = get_logger(__name__)
+
+
+@dataclass
+class Outcome:
+    message_id: str | None
+    status: str  # accepted | duplicate | rejected
+    receipt: dict[str, Any] | None = None
+    problem: dict[str, Any] | None = None
+    http_status: int = 202
+    recipient: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"message_id": self.message_id, "status": self.status}
+        if self.receipt is not None:
+            out["receipt"] = self.receipt
+        if self.problem is not None:
+            out["problem"] = self.problem
+        return out
+
+
+def _rejected(message_id: str | None, err: ProtocolError) -> Outcome:
+    return Outcome(message_id, "rejected", problem=err.to_problem(), http_status=err.http_status)
+
+
+def check_recipient(env: Envelope, directory: Directory) -> None:
+    h = env.header
+    entry = directory.entries.get(h.recipient)
+    if entry is None:
+        raise WrongRecipient("recipient is not an active member", field="header.to")
+    try:
+        directory.encryption_key(h.recipient, h.recipient_kid, h.created_at)
+    except UnknownKey as exc:
+        raise WrongRecipient(
+            "recipient_kid is not a key of the recipient valid at created_at",
+            field="header.recipient_kid",
+        ) from exc
+
+
+def _ms_floor_dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms // 1000, tz=UTC)
+
+
+def ingest(
+    rt: HubRuntime,
+    claims: AccessClaims,
+    raws: list[bytes | ProtocolError],
+    *,
+    user_agent: str | None = None,
+    ids_hint: list[str | None] | None = None,
+) -> list[Outcome]:
+    """Verify and store envelopes of one request; runs in a worker thread (blocking I/O).
+
+    `raws` items that are already errors (e.g. a batch member that is not JSON) are reported
+    as rejected in place, keeping the caller's order.
+    """
+    s = rt.settings
+    with rt.engine.begin() as conn:
+        state = rt.check_node(conn, claims, user_agent)
+        directory = rt.signed_directory(conn, state.directory_version).directory
+    now = datetime.now(UTC)
+    now_ms = q.dt_to_ms(now)
+    skew = timedelta(seconds=s.max_skew_seconds)
+
+    outcomes: list[Outcome | None] = [None] * len(raws)
+    pending: list[tuple[int, Envelope, ProtocolError | None]] = []
+    for i, raw in enumerate(raws):
+        hint = ids_hint[i] if ids_hint else None
+        if isinstance(raw, ProtocolError):
+            outcomes[i] = _rejected(hint, raw)
+            continue
+        try:
+            env = parse_envelope(raw)
+        except ProtocolError as exc:
+            outcomes[i] = _rejected(hint, exc)
+            continue
+        if env.header.sender != claims.node_id:
+            outcomes[i] = _rejected(
+                env.header.id,
+                NotAuthorized("a node may only submit its own envelopes", field="header.from"),
+            )
+            continue
+        err: ProtocolError | None = None
+        try:
+            verify_outer(env, directory, now=now, max_skew=skew)
+            check_recipient(env, directory)
+        except ProtocolError as exc:
+            err = exc
+        pending.append((i, env, err))
+
+    if pending:
+        for attempt in range(3):
+            try:
+                _store(rt, pending, outcomes, now_ms)
+                break
+            except sa.exc.IntegrityError:
+                # Another process accepted one of these ids between our lookup and insert:
+                # the retry sees it and answers duplicate/conflict.
+                if attempt == 2:
+                    raise
+
+    result = [o for o in outcomes if o is not None]
+    m = rt.metrics
+    for o in result:
+        if o.status == "accepted":
+            pass
+        elif o.status == "duplicate":
+            m.duplicates.inc()
+        elif o.problem is not None:
+            code = str(o.problem.get("code"))
+            m.rejected.labels(code).inc()
+            _log.info("envelope_rejected", message_id=o.message_id, code=code,
+                      from_node=claims.node_id)
+    return result
+
+
+def _store(
+    rt: HubRuntime,
+    pending: list[tuple[int, Envelope, ProtocolError | None]],
+    outcomes: list[Outcome | None],
+    now_ms: int,
+) -> None:
+    hub_key = rt.hub_key
+    ledger_rows: list[dict[str, Any]] = []
+    mailbox_rows: list[dict[str, Any]] = []
+    accepted_kinds: list[str] = []
+    local: list[tuple[int, Outcome]] = []
+    with rt.engine.begin() as conn:
+        existing = q.existing_messages(conn, [env.header.id for _, env, _ in pending])
+        in_batch: dict[str, tuple[str, int]] = {}
+        for i, env, err in pending:
+            h = env.header
+            digest = env.digest
+            prior = existing.get(h.id) or in_batch.get(h.id)
+            if prior is not None:
+                if prior[0] == digest:
+                    receipt = make_transport_receipt(hub_key, h.id, digest, _ms_floor_dt(prior[1]))
+                    local.append((i, Outcome(h.id, "duplicate", receipt=receipt, http_status=200)))
+                else:
+                    local.append((i, _rejected(h.id, err or Conflict(
+                        "a different envelope was already accepted under this id",
+                        field="header.id",
+                    ))))
+                continue
+            if err is not None:
+                local.append((i, _rejected(h.id, err)))
+                continue
+            in_batch[h.id] = (digest, now_ms)
+            ledger_rows.append(ledger_row(env, digest, now_ms))
+            mailbox_rows.append(
+                {
+                    "item_id": h.id,
+                    "recipient": h.recipient,
+                    "item_type": "envelope",
+                    "sender": h.sender,
+                    "body": env.raw,
+                    "accepted_at_ms": now_ms,
+                    "expires_at_ms": q.dt_to_ms(h.expires_at),
+                    "leased_until_ms": 0,
+                }
+            )
+            accepted_kinds.append(h.kind)
+            receipt = make_transport_receipt(hub_key, h.id, digest, _ms_floor_dt(now_ms))
+            local.append(
+                (i, Outcome(h.id, "accepted", receipt=receipt, http_status=202,
+                            recipient=h.recipient))
+            )
+        q.insert_accepted(conn, ledger_rows, mailbox_rows)
+    # Only after commit: a retry after IntegrityError recomputes everything.
+    for i, o in local:
+        outcomes[i] = o
+    for kind in accepted_kinds:
+        rt.metrics.accepted.labels(kind).inc()
+    if len(ledger_rows) == 1:
+        row = ledger_rows[0]
+        _log.info("envelope_accepted", message_id=row["message_id"], kind=row["kind"],
+                  from_node=row["sender"], to_node=row["recipient"], size_bytes=row["size_bytes"])
+    elif ledger_rows:
+        _log.info("envelopes_accepted", count=len(ledger_rows), from_node=ledger_rows[0]["sender"])
