@@ -41,6 +41,10 @@ def _logging(level: str = "WARNING") -> None:
     from common.logging import configure_logging
 
     configure_logging("node", level=os.environ.get("RSSN_LOG_LEVEL", level))
+    import logging
+
+    # One line per hub request is noise; the workers log what they did with ids and counts.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _migrated_engine(settings: Any) -> Any:

@@ -418,6 +418,18 @@ class InboxProcessor:
         _log.info("hub_notice", message_id=mid, code=code)
 
 
+def _fault_pause_before_ack(stop: threading.Event) -> None:
+    """Fault injection for the crash tests: RSSN_NODE_FAULT_PAUSE_BEFORE_ACK_S holds the
+    receiver between commit and ack, the window where a crash must cause redelivery and
+    deduplication rather than loss or double processing. Unset in production."""
+    import os
+
+    pause = os.environ.get("RSSN_NODE_FAULT_PAUSE_BEFORE_ACK_S")
+    if pause:
+        _log.warning("inbox_committed_awaiting_ack")
+        stop.wait(float(pause))
+
+
 def receiver_loop(node: Node, stop: threading.Event) -> None:
     """Long-poll, process, ack; forever, with backoff on transient failures."""
     from node.hub_client import HubError, retrying
@@ -444,6 +456,7 @@ def receiver_loop(node: Node, stop: threading.Event) -> None:
         if not items:
             continue
         result = processor.process(items)
+        _fault_pause_before_ack(stop)
         if result.outbox:
             node.outbox_wakeup.set()
         if result.webhooks:

@@ -42,7 +42,7 @@ _log = get_logger(__name__)
 DIRECTORY_KEY = "directory"
 LAST_POLL_KEY = "last_successful_poll"
 #: Refresh the directory at least this often while the hub is reachable.
-DIRECTORY_MAX_AGE_S = 300.0
+DIRECTORY_MAX_AGE_S = 60.0
 #: ... and never more often than this when forced by an unknown node or key.
 DIRECTORY_MIN_INTERVAL_S = 2.0
 

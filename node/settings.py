@@ -72,6 +72,10 @@ class NodeSettings:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
         if self.db_url is None:
             self.db_url = os.environ.get(DB_ENV) or None
+        # Operators rarely need these; tests use them to make batches small and polls short.
+        self.poll_wait = int(os.environ.get("RSSN_NODE_POLL_WAIT", self.poll_wait))
+        self.batch_limit = max(1, min(500, int(os.environ.get("RSSN_NODE_BATCH_LIMIT",
+                                                              self.batch_limit))))
 
     @property
     def database_url(self) -> str:

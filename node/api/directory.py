@@ -14,7 +14,7 @@ router = APIRouter(prefix="/api/v1", tags=["directory"])
 
 @router.get("/directory", summary="Members of the network this node can refer to")
 def directory(node: NodeDep, _key: AuthDep) -> dict[str, Any]:
-    d = node.refresh_directory()
+    d = node.refresh_directory(force=True)
     if d is None:
         return {"version": None, "items": []}
     items = [
