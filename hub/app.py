@@ -84,6 +84,9 @@ def create_app(
     install_access_log_context(app)
     for r in (enroll, auth, directory, messages, mailbox, health):
         app.include_router(r.router)
+    from .console import install_console  # coordinator console + PUT /v1/services (issue 6)
+
+    install_console(app, settings)
     return app
 
 

@@ -18,6 +18,7 @@ from common.db import make_engine, run_migrations
 from common.secretstore import SecretStoreError
 from protocol import ProtocolError, fingerprint, signing_kid
 
+from .console.cli import user_app
 from .logs import setup_logging
 from .settings import PASSPHRASE_ENV, HubSettings
 from .store import MIGRATIONS_DIR
@@ -215,6 +216,9 @@ def nodes(
             f"{_fmt(r['last_seen']):<20} {(r['software_version'] or '-'):<10} "
             f"{r['mailbox_depth']:>7} {_fmt(r['oldest_waiting']):<20} {r['organization']}"
         )
+
+
+app.add_typer(user_app, name="user")  # `rssn-hub user add ...` (console accounts, issue 6)
 
 
 def main() -> None:
