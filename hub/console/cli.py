@@ -39,6 +39,9 @@ Email = typer.Option(..., "--email", help="Sign-in email (case-insensitive).")
 
 
 def _engine(data_dir: Path) -> sa.Engine:
+    from hub.logs import setup_logging
+
+    setup_logging(level=os.environ.get("RSSN_HUB_LOG_LEVEL", "WARNING"))
     s = HubSettings.from_env(data_dir)
     s.data_dir.mkdir(parents=True, exist_ok=True)
     run_migrations(s.db_url, MIGRATIONS_DIR)

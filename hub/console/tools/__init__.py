@@ -1,0 +1,1 @@
+"""Build-time helpers of the console (not imported at run time)."""
