@@ -14,7 +14,6 @@ Reasons carry field names and option codes, never names or other personal values
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +25,11 @@ __all__ = [
     "Converted",
     "InputError",
     "MappingError",
+    "Outcome",
     "RecordRejected",
     "Rejection",
     "Skipped",
     "SourceRecord",
-    "Outcome",
 ]
 
 # Stable report codes (the `code` column of a report). Never rename, only add.
@@ -183,8 +182,3 @@ def safe_outcomes(source_id: str, units: Iterable[Outcome]) -> list[Outcome]:
 
 def rejection(source_id: str, exc: RecordRejected) -> Rejection:
     return Rejection(source_id, exc.field, exc.code, exc.reason)
-
-
-@contextlib.contextmanager
-def _noop() -> Iterator[None]:
-    yield

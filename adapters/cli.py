@@ -19,15 +19,15 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Annotated, Any, TextIO
 
 import orjson
 import typer
 
 from .base import (
     Adapter,
-    ConvertOptions,
     Converted,
+    ConvertOptions,
     InputError,
     MappingError,
     Outcome,
@@ -46,6 +46,7 @@ __all__ = [
     "list_adapters",
     "run_adapt",
     "run_import",
+    "run_sync_primero",
 ]
 
 EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE = 0, 1, 2
@@ -267,13 +268,13 @@ def _cmd_adapters() -> None:
 
 @app.command("adapt")
 def _cmd_adapt(
-    system: str = typer.Argument(..., help="adapter name (see `adapters`)"),
-    input: Path = typer.Option(..., "--input", help="export, extract or payload file"),
-    mapping: Path | None = typer.Option(None, "--mapping", help="instance mapping (JSON)"),
-    out: Path = typer.Option(..., "--out", help="referral documents, one JSON per line"),
-    report: Path | None = typer.Option(None, "--report", help="CSV of rejected records"),
-    legal_basis: str | None = typer.Option(None, "--legal-basis"),
-    attested_by: str | None = typer.Option(None, "--attested-by"),
+    system: Annotated[str, typer.Argument(help="adapter name (see `adapters`)")],
+    input: Annotated[Path, typer.Option("--input", help="export, extract or payload file")],
+    out: Annotated[Path, typer.Option("--out", help="referral documents, one JSON per line")],
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="instance mapping")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="CSV of rejections")] = None,
+    legal_basis: Annotated[str | None, typer.Option("--legal-basis")] = None,
+    attested_by: Annotated[str | None, typer.Option("--attested-by")] = None,
 ) -> None:
     """Convert records to referral documents without sending them."""
     raise typer.Exit(run_adapt(system, input, mapping, out, report, legal_basis, attested_by))
@@ -285,3 +286,53 @@ def main() -> None:  # pragma: no cover - for `python -m adapters.cli`
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+def run_sync_primero(data_dir: Path, url: str, send_referral: Any, poll_inbound: Any,
+                     ack_inbound: Any = None, *, mapping_path: Path | None = None,
+                     username: str | None = None, password: str | None = None,
+                     token: str | None = None, interval: float = 60.0,
+                     stop: Any = None, once: bool = False) -> int:
+    """`rssn-node sync primero --data-dir DIR --url URL [--user U --password-env VAR | --token-env
+    VAR] [--mapping FILE] [--interval S] [--once]`.
+
+    node/ passes its callables: `send_referral(document, refs) -> referral id`,
+    `poll_inbound() -> [InboundReferral | InboundDecision]`, `ack_inbound(event_id)`.
+    Returns 2 on an unusable mapping, credentials or instance, else runs until `stop` is set
+    (a threading.Event), or one round with `once=True` (exit 1 if the round had errors).
+    """
+    from .primero import adapter as primero
+    from .primero.client import PrimeroClient, PrimeroError
+    from .primero.sync import PrimeroSync
+
+    try:
+        mapping = primero.load_mapping(Path(mapping_path) if mapping_path else None)
+        client = PrimeroClient(url, username=username, password=password, token=token)
+        sync = PrimeroSync(Path(data_dir), client, mapping, send_referral, poll_inbound,
+                           ack_inbound or (lambda _e: None))
+    except (MappingError, ValueError, PrimeroError, OSError) as exc:
+        _err(str(exc))
+        return EXIT_UNUSABLE
+    for w in sync.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+
+    def report(stats: Any) -> None:
+        print(f"sync: scanned {stats.scanned}, queued {stats.queued}, sent {stats.sent}, "
+              f"refused {len(stats.rejected)}, cases written {stats.cases_written}, "
+              f"decisions written {stats.decisions_written}, errors {len(stats.errors)}",
+              file=sys.stderr)
+        for r in stats.rejected:
+            print(f"refused {r.source_id}: {r.field}: {r.code}: {r.reason}", file=sys.stderr)
+        for e in stats.errors:
+            print(f"error: {e}", file=sys.stderr)
+
+    try:
+        if once:
+            stats = sync.poll_once()
+            report(stats)
+            return EXIT_REJECTED if stats.errors else EXIT_OK
+        sync.run_forever(interval, stop, report)
+        return EXIT_OK
+    finally:
+        sync.close()
+        client.close()

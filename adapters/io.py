@@ -20,7 +20,7 @@ import orjson
 
 from .base import InputError
 
-__all__ = ["detect_format", "read_json", "read_table", "read_csv", "read_xlsx"]
+__all__ = ["detect_format", "read_csv", "read_json", "read_table", "read_xlsx"]
 
 #: a cell longer than this is refused (csv module default is 128 KiB already)
 csv.field_size_limit(1 << 20)

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ValidationError
 from .base import InputError, MappingError
 
 __all__ = [
-    "country_ids",
     "concern_ids",
+    "country_ids",
     "deep_merge",
     "language_ids",
     "load_mapping",

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..base import ConvertOptions, Converted, MappingError, RecordRejected, Rejection, SourceRecord
+from ..base import Converted, ConvertOptions, MappingError, RecordRejected, Rejection, SourceRecord
 from .client import PrimeroClient, PrimeroError, check_mapping_against_lookups
 from .mapping import PrimeroMapping, case_payload, case_referrals, decision_patch
 

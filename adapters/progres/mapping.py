@@ -48,7 +48,7 @@ DEFAULT_MAPPING = Path(__file__).with_name("default_mapping.json")
 #: logical fields the converter reads; the mapping must list keys for these
 REQUIRED_FIELDS = ("intervention_number", "individual_id", "given_name", "family_name", "sex",
                    "date_of_birth", "intervention_type")
-KNOWN_FIELDS = frozenset(REQUIRED_FIELDS + (
+KNOWN_FIELDS = frozenset((*REQUIRED_FIELDS,
     "intervention_id", "registration_group", "middle_name", "common_name", "age", "sex_label",
     "nationality", "intervention_type_label", "priority", "priority_label",
     "specific_need_code", "specific_need", "specific_need_label", "specific_need_category",

@@ -23,7 +23,7 @@ from ..base import InputError, SourceRecord
 from ..io import detect_format, read_json, read_table
 from ..names import norm
 
-__all__ = ["FieldIndex", "Lookup", "group_rows", "records_from_json_value", "read_records"]
+__all__ = ["FieldIndex", "Lookup", "group_rows", "read_records", "records_from_json_value"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,6 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from ..base import (
-    MALFORMED,
     MISSING,
     UNKNOWN_OPTION,
     Converted,

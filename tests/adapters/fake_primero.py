@@ -15,7 +15,7 @@ import os
 import uuid
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 app = FastAPI()
@@ -234,5 +234,3 @@ async def seed(request: Request) -> Any:
 def health() -> Any:
     return {"ok": True}
 
-
-_ = HTTPException

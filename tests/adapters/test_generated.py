@@ -11,7 +11,7 @@ import openpyxl
 import orjson
 import pytest
 
-from adapters.bench import FAULTS, GIVEN, FAMILY, generate_progres_csv
+from adapters.bench import FAMILY, FAULTS, GIVEN, generate_progres_csv
 from adapters.cli import list_adapters, run_adapt
 from adapters.progres import adapter as progres
 from adapters.progres.mapping import decisions_csv, decisions_ingestion
