@@ -78,7 +78,8 @@ class Net:
         return f"http://127.0.0.1:{self.hub_port}"
 
     def hub_env(self) -> dict[str, str]:
-        return base_env({"RSSN_HUB_PASSPHRASE": HUB_PASS})
+        # Short leases: an un-acked item comes back quickly after a node crash.
+        return base_env({"RSSN_HUB_PASSPHRASE": HUB_PASS, "RSSN_HUB_LEASE_SECONDS": "2"})
 
     def start_hub(self) -> ServiceProcess:
         d = self.root / "hub"

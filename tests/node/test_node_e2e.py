@@ -105,8 +105,11 @@ def test_receiver_killed_mid_inbox_processes_everything_once(net: Net):
     b.proc.start()
     wait_until(lambda: len(b.referrals(direction="inbound")) == len(ids), timeout=180,
                message="all referrals stored")
-    dup_logs = [d for d in b.proc.json_logs() if d.get("event") == "inbox_batch"]
-    assert sum(d.get("duplicate_count", 0) for d in dup_logs) >= 1  # redelivery was recognised
+    def duplicates_seen() -> bool:
+        logs = [d for d in b.proc.json_logs() if d.get("event") == "inbox_batch"]
+        return sum(d.get("duplicate_count", 0) for d in logs) >= 1
+
+    wait_until(duplicates_seen, timeout=120, message="redelivered batch recognised")
     _assert_exactly_once(a, b, ids)
 
 
