@@ -145,6 +145,9 @@ def attested_consent(options: ConvertOptions, given_by: str, status: str,
         raise RecordRejected("consent.legal_basis", CONSENT, "unknown legal basis")
     if not options.attested_at:
         raise RecordRejected("consent.obtained_at", MISSING, "no attestation time")
+    if options.legal_basis != "consent" and status == "granted":
+        # No consent record exists: say so instead of claiming consent was granted.
+        status = "not_recorded"
     return {
         "status": status,
         "given_by": given_by,

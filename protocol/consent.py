@@ -6,7 +6,7 @@ seals a referral, the receiving node checks again after it opens one (and refuse
 
 The rule (`check_consent` raises ConsentMissing on the first failed point; `field` says which):
 
-1. Basis. `consent.status == "granted"` passes. Otherwise (withdrawn or refused):
+1. Basis. `consent.status == "granted"` passes. Otherwise (withdrawn, refused, not_recorded):
    - with legal_basis `consent` the referral may not be shared at all;
    - with another legal basis (vital_interest, best_interests_of_child, legal_obligation,
      public_interest) it may, but only when `consent.attested_by` names who takes responsibility

@@ -125,7 +125,7 @@ REPORTABLE_STATUSES: Final = (
     "failed",
 )
 
-CONSENT_STATUSES: Final = ("granted", "withdrawn", "refused")
+CONSENT_STATUSES: Final = ("granted", "withdrawn", "refused", "not_recorded")
 GIVEN_BY: Final = ("subject", "caregiver", "guardian", "legal_representative")
 
 #: Legitimate bases for sharing (ICRC Handbook on Data Protection in Humanitarian Action; UNHCR
@@ -489,7 +489,9 @@ class ConsentScope(_Body):
 class Consent(_Body):
     """The consent record (or other legal basis) that permits this referral."""
 
-    status: Literal["granted", "withdrawn", "refused"]
+    #: not_recorded: the source system holds no consent record; the referral rests on another
+    #: legal basis, attested by a named person (adapters set this, never a silent "granted").
+    status: Literal["granted", "withdrawn", "refused", "not_recorded"]
     given_by: Literal["subject", "caregiver", "guardian", "legal_representative"]
     obtained_at: UtcDateTime
     legal_basis: Literal[

@@ -82,7 +82,7 @@ class AttestedConsent(_M):
     """What the consent record says when the operator attests a legal basis."""
 
     given_by: Literal["subject", "caregiver", "guardian", "legal_representative"] = "subject"
-    status: Literal["granted", "refused", "withdrawn"] = "granted"
+    status: Literal["granted", "refused", "withdrawn", "not_recorded"] = "granted"
 
 
 class DecisionOut(_M):
