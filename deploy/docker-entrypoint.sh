@@ -72,7 +72,7 @@ run_quiet_token() {
 }
 
 healthcheck() {
-    exec python - "$port" <<'PY'
+    exec python3 - "$port" <<'PY'
 import sys
 import urllib.request
 
