@@ -60,7 +60,7 @@ def test_granted_consent_without_scope_allows_any_member() -> None:
     check(referral(), node="unhcr-cr", org=None)
 
 
-@pytest.mark.parametrize("status", ["withdrawn", "refused"])
+@pytest.mark.parametrize("status", ["withdrawn", "refused", "not_recorded"])
 def test_consent_basis_needs_granted_status(status: str) -> None:
     refused(referral(status=status), "consent.status")
     # An attestation does not replace the person's own refusal when the basis is consent.
@@ -169,3 +169,8 @@ def test_rule_matches_its_specification(doc: dict[str, Any], node: str) -> None:
         assert not expected
     else:
         assert expected
+
+
+def test_no_consent_record_is_shareable_only_on_an_attested_other_basis() -> None:
+    refused(referral(status="not_recorded", legal_basis="vital_interest"), "consent.attested_by")
+    check(referral(status="not_recorded", legal_basis="vital_interest", attested_by="Jefa de oficina"))
