@@ -338,11 +338,13 @@ class InboxProcessor:
         conn.execute(sa.update(OUTBOX).where(OUTBOX.c.message_id == out.message_id)
                      .values(delivered_at=doc.received_at))
         if out.kind == "referral":
-            values: dict[str, Any] = {"delivered_at": doc.received_at, "updated_at": now}
+            # History times are when this node learned a fact (sub-second, monotonic); the
+            # peer's own signed time stays in the stored receipt statement.
+            values: dict[str, Any] = {"delivered_at": now, "updated_at": now}
             if row.status == "requested":
                 values["status"] = next_state("requested", "received", Role.RECIPIENT).value
             conn.execute(sa.update(REFERRALS).where(REFERRALS.c.id == row.id).values(**values))
-            add_history(conn, row.id, actor=sender, event="received", at=doc.received_at,
+            add_history(conn, row.id, actor=sender, event="received", at=now,
                         status="received" if "status" in values else None,
                         message_id=doc.message_id)
             if "status" in values:
@@ -350,9 +352,9 @@ class InboxProcessor:
                     conn, "referral.status", {**data, "status": "received"}, hooks=hooks)
         elif out.kind == "consent_withdrawn":
             conn.execute(sa.update(REFERRALS).where(REFERRALS.c.id == row.id)
-                         .values(consent_ack_at=doc.received_at, updated_at=now))
+                         .values(consent_ack_at=now, updated_at=now))
             add_history(conn, row.id, actor=sender, event="consent_withdrawal_acknowledged",
-                        at=doc.received_at, message_id=doc.message_id)
+                        at=now, message_id=doc.message_id)
 
     def _apply_problem(self, conn: sa.Connection, sender: str, row: Any, doc: Any,
                        result: BatchResult, hooks: list[tuple[int, frozenset[str]]],

@@ -111,7 +111,7 @@ class _Recorder(BaseHTTPRequestHandler):
     calls: list[tuple[dict[str, str], bytes]] = []
     fail_first = 0
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server API
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).calls.append((dict(self.headers), body))
         if type(self).fail_first > 0:
