@@ -61,7 +61,7 @@ def tools_python(module: str, package: str) -> str:
     python = TOOLS_VENV / "bin" / "python"
     if not python.exists():
         pytest.skip(f"no deploy tools venv at {TOOLS_VENV} ({package}); {INSTALL_HINT}")
-    probe = subprocess.run(  # noqa: S603
+    probe = subprocess.run(
         [str(python), "-c", f"import {module}"], capture_output=True, text=True, check=False
     )
     if probe.returncode != 0:
@@ -78,7 +78,7 @@ def run(
     input_text: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command, capturing text output (never raises on a non-zero exit)."""
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         list(cmd),
         cwd=cwd,
         env=env,
