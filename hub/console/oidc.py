@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 from authlib.common.security import generate_token
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -109,6 +108,9 @@ async def oidc_callback(request: Request, code: str = "", state: str = "") -> Re
         str(flow.get("state", "")), state
     ):
         return redirect("/console/login?error=expired")
+    # Imported here: authlib's httpx integration warns on import, and most hubs never use it.
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
     try:
         meta = await _discover(cs)
         async with AsyncOAuth2Client(
