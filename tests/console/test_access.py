@@ -257,8 +257,8 @@ def test_sign_in_failures_and_cookie_flags(scenario: Scenario) -> None:
                                        "password": PASSWORD, "csrf_token": token,
                                        "next": "https://evil.example/"})
     assert r.status_code == 303 and r.headers["location"] == "/console/"
-    cookie = [v for k, v in r.headers.multi_items() if k == "set-cookie" and
-              v.startswith("rssn_console=")][0]
+    cookie = next(v for k, v in r.headers.multi_items() if k == "set-cookie" and
+              v.startswith("rssn_console="))
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
 
 

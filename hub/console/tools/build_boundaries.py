@@ -15,6 +15,7 @@ plenty for a 1:110 million map and it keeps the file small.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -70,7 +71,7 @@ def _ring(indices: list[int], arcs: list[list[tuple[float, float]]]) -> list[lis
 
 def _area_centroid(ring: list[list[float]]) -> tuple[float, float, float]:
     a = cx = cy = 0.0
-    for (x0, y0), (x1, y1) in zip(ring, ring[1:], strict=False):
+    for (x0, y0), (x1, y1) in itertools.pairwise(ring):
         f = x0 * y1 - x1 * y0
         a += f
         cx += (x0 + x1) * f
