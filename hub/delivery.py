@@ -9,7 +9,7 @@ runs out unless the node acknowledged it. Acknowledged items are deleted
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.concurrency import run_in_threadpool
 
@@ -44,11 +44,26 @@ def _lease(rt: HubRuntime, claims: AccessClaims, limit: int, user_agent: str | N
 
 
 async def pull(
-    rt: HubRuntime, claims: AccessClaims, *, wait: float, limit: int, user_agent: str | None
+    rt: HubRuntime,
+    claims: AccessClaims,
+    *,
+    wait: float,
+    limit: int,
+    user_agent: str | None,
+    disconnected: Callable[[], Awaitable[bool]] | None = None,
 ) -> list[Item]:
+    """Lease what is there, or wait (up to `wait` s) until something arrives.
+
+    A client that hung up while waiting gets nothing leased: items would otherwise stay
+    hidden for a lease period for nobody.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(0.0, min(wait, rt.settings.max_wait_seconds))
+    first = True
     while True:
+        if not first and disconnected is not None and await disconnected():
+            return []
+        first = False
         # Register before looking, so a wake-up between the query and the wait is not lost.
         ev = rt.waiters.register(claims.node_id)
         try:

@@ -35,19 +35,38 @@ class _MailboxCollector(Collector):
             "Age of the oldest undelivered item in a node's mailbox (0 when empty)",
             labels=["node"],
         )
+        last_seen = GaugeMetricFamily(
+            "rssn_hub_node_last_seen_timestamp_seconds",
+            "Unix time of the node's last authenticated call (active nodes)",
+            labels=["node"],
+        )
+        key_expiry = GaugeMetricFamily(
+            "rssn_hub_node_key_expiry_timestamp_seconds",
+            "Unix time when the node's newest encryption key binding expires (active nodes)",
+            labels=["node"],
+        )
         try:
             with self._engine.begin() as conn:
                 stats = {s["node_id"]: s for s in q.mailbox_stats(conn)}
-                active = [n["node_id"] for n in q.list_nodes(conn) if n["status"] == "active"]
+                nodes = [n for n in q.list_nodes(conn) if n["status"] == "active"]
+                expiry = q.key_expiry(conn)
         except sa.exc.SQLAlchemyError:
             return
         now = q.now_ms()
+        active = [n["node_id"] for n in nodes]
         for node in sorted(set(active) | set(stats)):
             s = stats.get(node)
             depth.add_metric([node], s["depth"] if s else 0)
             age.add_metric([node], max(0.0, (now - s["oldest_accepted_ms"]) / 1000) if s else 0.0)
+        for n in nodes:
+            if n["last_seen"] is not None:
+                last_seen.add_metric([n["node_id"]], n["last_seen"].timestamp())
+            if n["node_id"] in expiry:
+                key_expiry.add_metric([n["node_id"]], expiry[n["node_id"]] / 1000)
         yield depth
         yield age
+        yield last_seen
+        yield key_expiry
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())

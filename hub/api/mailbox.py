@@ -23,7 +23,8 @@ async def get_mailbox(
 ) -> Response:
     rt = runtime(request)
     items = await pull(rt, claims, wait=wait, limit=limit,
-                       user_agent=request.headers.get("user-agent"))
+                       user_agent=request.headers.get("user-agent"),
+                       disconnected=request.is_disconnected)
     return json_response(render_items(items))
 
 

@@ -84,11 +84,13 @@ def _is_pg(conn: sa.Connection) -> bool:
 
 def insert_ignore(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING; True when the row was inserted."""
+    pk = list(table.primary_key.columns)[0]
     if _is_pg(conn):
         stmt: Any = pg_dialect.insert(table).values(**row).on_conflict_do_nothing()
     else:
         stmt = sqlite_dialect.insert(table).values(**row).on_conflict_do_nothing()
-    return bool(conn.execute(stmt).rowcount == 1)
+    # RETURNING, not rowcount: drivers disagree on rowcount for ON CONFLICT DO NOTHING.
+    return conn.execute(stmt.returning(pk)).first() is not None
 
 
 # --- hub key and state --------------------------------------------------------------------
@@ -282,6 +284,19 @@ def list_nodes(conn: sa.Connection) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def key_expiry(conn: sa.Connection) -> dict[str, int]:
+    """Latest not_after (ms) of each active node's encryption key bindings (key-expiry alerts)."""
+    return {
+        r[0]: int(r[1])
+        for r in conn.execute(
+            sa.select(node_keys.c.node_id, sa.func.max(node_keys.c.not_after_ms))
+            .select_from(node_keys.join(nodes, nodes.c.node_id == node_keys.c.node_id))
+            .where(nodes.c.status == "active")
+            .group_by(node_keys.c.node_id)
+        )
+    }
 
 
 # --- invites and assertion jtis -----------------------------------------------------------

@@ -36,7 +36,7 @@ def run_cli(args: list[str], env: dict[str, str], check: bool = True
     full_env = base_env(env)
     if "RSSN_HUB_DB" not in env:
         full_env.pop("RSSN_HUB_DB", None)
-    proc = subprocess.run(  # noqa: S603 - our own entry point
+    proc = subprocess.run(
         [RSSN_HUB, *args], env=full_env, capture_output=True, text=True, timeout=300,
         check=False,
     )

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import pytest
+
 from tests.hub.conftest import Hub
+
+pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
 
 
 def test_smoke(hub: Hub) -> None:
