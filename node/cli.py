@@ -197,6 +197,116 @@ def webhook_log(
         engine.dispose()
 
 
+# -- case-system adapters (logic in adapters/cli.py) -------------------------------------
+
+sync_app = typer.Typer(no_args_is_help=True, help="Keep a case system in sync with the node.")
+app.add_typer(sync_app, name="sync")
+Opt = typer.Option
+
+
+@app.command("adapters")
+def adapters_list() -> None:
+    """List the installed case-system adapters."""
+    from adapters.cli import print_adapters
+
+    raise typer.Exit(print_adapters())
+
+
+@app.command("adapt")
+def adapt(
+    system: Annotated[str, typer.Argument(help="adapter name (see `rssn-node adapters`)")],
+    input_path: Annotated[Path, Opt("--input", help="export, extract or payload file")],
+    out: Annotated[Path, Opt("--out", help="referral documents, one JSON per line")],
+    mapping: Annotated[Path | None, Opt("--mapping", help="instance mapping")] = None,
+    report: Annotated[Path | None, Opt("--report", help="CSV of rejected records")] = None,
+    legal_basis: Annotated[str | None, Opt("--legal-basis")] = None,
+    attested_by: Annotated[str | None, Opt("--attested-by")] = None,
+) -> None:
+    """Convert case-system records to referral documents without sending them."""
+    from adapters.cli import run_adapt
+
+    raise typer.Exit(run_adapt(system, input_path, mapping, out, report, legal_basis,
+                               attested_by))
+
+
+def _open_for_tools(data_dir: Path) -> Any:
+    from node.keystore import KeyStoreError, get_passphrase
+    from node.runtime import open_node
+    from node.settings import NotInitialised
+
+    try:
+        return open_node(_settings(data_dir), get_passphrase())
+    except (KeyStoreError, NotInitialised) as exc:
+        _fail(str(exc))
+
+
+@app.command("import")
+def import_records(
+    system: Annotated[str, typer.Argument(help="adapter name (see `rssn-node adapters`)")],
+    input_path: Annotated[Path, Opt("--input", help="export, extract or payload file")],
+    to: Annotated[str, Opt("--to", help="recipient node id")],
+    data_dir: DataDir,
+    mapping: Annotated[Path | None, Opt("--mapping", help="instance mapping")] = None,
+    report: Annotated[Path | None, Opt("--report", help="CSV of rejected records")] = None,
+    legal_basis: Annotated[str | None, Opt("--legal-basis")] = None,
+    attested_by: Annotated[str | None, Opt("--attested-by")] = None,
+) -> None:
+    """Convert records and queue them as referrals to --to (sent by `rssn-node serve`)."""
+    _logging()
+    from adapters.cli import run_import
+    from node.integrations import send_referral_factory
+
+    node = _open_for_tools(data_dir)
+    try:
+        code = run_import(system, input_path, send_referral_factory(node, to), mapping, report,
+                          legal_basis, attested_by)
+    finally:
+        node.close()
+    raise typer.Exit(code)
+
+
+@sync_app.command("primero")
+def sync_primero(
+    data_dir: DataDir,
+    url: Annotated[str, Opt("--url", help="Primero base URL")],
+    to: Annotated[str, Opt("--to", help="recipient node id for outbound referrals")],
+    user: Annotated[str | None, Opt("--user", help="Primero user")] = None,
+    password_env: Annotated[str | None, Opt("--password-env",
+                                            help="variable holding the password")] = None,
+    token_env: Annotated[str | None, Opt("--token-env", help="variable holding a token")] = None,
+    mapping: Annotated[Path | None, Opt("--mapping", help="instance mapping")] = None,
+    interval: Annotated[float, Opt("--interval", help="seconds between rounds")] = 60.0,
+    once: Annotated[bool, Opt("--once", help="one round, then exit")] = False,
+) -> None:
+    """Send Primero referrals through the node; write inbound referrals and decisions back."""
+    _logging()
+    import os
+    import threading
+
+    from adapters.cli import run_sync_primero
+    from node.integrations import (
+        ack_inbound_factory,
+        poll_inbound_factory,
+        send_referral_factory,
+    )
+
+    node = _open_for_tools(data_dir)
+    stop = threading.Event()
+    try:
+        code = run_sync_primero(
+            data_dir, url, send_referral_factory(node, to), poll_inbound_factory(node),
+            ack_inbound_factory(node), mapping_path=mapping, username=user,
+            password=os.environ.get(password_env) if password_env else None,
+            token=os.environ.get(token_env) if token_env else None,
+            interval=interval, stop=stop, once=once)
+    except KeyboardInterrupt:
+        stop.set()
+        code = 0
+    finally:
+        node.close()
+    raise typer.Exit(code)
+
+
 def main() -> None:
     try:
         app()

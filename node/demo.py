@@ -33,8 +33,8 @@ import httpx
 
 from node.samples import sample_referral
 
-HUB_PASS = "demo hub passphrase"
-NODE_PASS = "demo node passphrase"
+HUB_PASS = "demo hub passphrase"  # noqa: S105 - throwaway demo data in a temp dir
+NODE_PASS = "demo node passphrase"  # noqa: S105 - throwaway demo data
 
 MEMBERS = [
     ("casa-refugio-mx", "Casa Refugio Tapachula", "MX"),
@@ -63,8 +63,8 @@ class Processes:
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,  # noqa: S603
+                                env=env, start_new_session=True)
         self.procs.append((name, proc))
         return proc
 
@@ -85,7 +85,8 @@ class Processes:
 
 
 def _run(args: list[str], env: dict[str, str]) -> str:
-    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180, check=False)
+    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180,  # noqa: S603
+                         check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(args[3:5])} failed:\n{out.stdout}{out.stderr[-2000:]}")
     return out.stdout
@@ -240,7 +241,7 @@ def run_demo(root: Path, procs: Processes, env: dict[str, str], *, keep_running:
         return _wait(f"{m.node_id} sees {rid} {status}",
                      lambda: m.call("GET", f"/api/v1/referrals/{rid}")["status"] == status)
 
-    for _label, (frm, to, rid) in sent.items():
+    for _frm, to, rid in sent.values():
         at(to, rid, "received")
 
     def move(label: str, *steps: tuple[str, str | None, str | None]) -> None:
@@ -259,7 +260,7 @@ def run_demo(root: Path, procs: Processes, env: dict[str, str], *, keep_running:
     move("R2", ("accepted", None, None), ("in_progress", None, None), ("completed", None, None))
     move("R3", ("declined", "No shelter places this month", "no_capacity"))
     move("R4", ("accepted", None, None))
-    mx_, gt_, r4 = sent["R4"]
+    mx_, _, r4 = sent["R4"]
     mx_.call("POST", f"/api/v1/referrals/{r4}/withdraw-consent", {"note": "Called to withdraw"})
     _wait("consent withdrawal acknowledged",
           lambda: mx_.call("GET", f"/api/v1/referrals/{r4}")["consent_withdrawal_acknowledged_at"])

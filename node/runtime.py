@@ -206,7 +206,8 @@ class Node:
 
     # -- local actions ---------------------------------------------------------------
 
-    def create_referral(self, to: str, referral: Any) -> dict[str, Any]:
+    def create_referral(self, to: str, referral: Any, *, source_key: str | None = None
+                        ) -> dict[str, Any]:
         from common.ids import new_message_id
         from protocol.consent import check_consent
         from protocol.documents import (
@@ -218,6 +219,12 @@ class Node:
 
         if to == self.node_id:
             raise WrongRecipient("a node cannot refer to itself", field="to")
+        if source_key:
+            with self.engine.connect() as conn:
+                known = conn.execute(sa.select(REFERRALS.c.id)
+                                     .where(REFERRALS.c.source_key == source_key)).scalar()
+            if known:
+                return self.referral_summary(str(known))
         doc = parse_document("referral", referral)
         assert isinstance(doc, ReferralDocument)
         entry = self.peer_entry(to)
@@ -235,7 +242,7 @@ class Node:
                     status="requested", priority=meta.get("priority"),
                     category=meta.get("category"),
                     document=json.dumps(doc_json, separators=(",", ":")),
-                    restricted=False, created_at=now, updated_at=now,
+                    restricted=False, created_at=now, updated_at=now, source_key=source_key,
                 )
             )
             add_history(conn, referral_id, actor=self.node_id, event="requested",

@@ -47,6 +47,8 @@ class Referral(SQLModel, table=True):
     category: str | None = Field(default=None, max_length=32)
     document: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     restricted: bool = Field(default=False)
+    #: The case system's stable key for this referral (import/sync), so a resend is recognised.
+    source_key: str | None = Field(default=None, max_length=200, unique=True, index=True)
     consent_withdrawn_at: datetime | None = None
     consent_ack_at: datetime | None = None
     delivered_at: datetime | None = None
