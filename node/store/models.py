@@ -107,7 +107,7 @@ class InboxEntry(SQLModel, table=True):
     referral_id: str = Field(max_length=36, index=True)
     envelope_digest: str = Field(max_length=64)
     statement: str = Field(sa_column=sa.Column(sa.Text, nullable=False))  # signed inner JSON
-    inner_sig: str = Field(max_length=100)
+    inner_sig: str = Field(max_length=128)
     received_at: datetime
 
 

@@ -47,7 +47,7 @@ def upgrade() -> None:
     sa.Column('referral_id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
     sa.Column('envelope_digest', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('statement', sa.Text(), nullable=False),
-    sa.Column('inner_sig', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('inner_sig', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
     sa.Column('received_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('message_id')
     )
