@@ -77,10 +77,10 @@ def funnel_chart(
         shade = 200 - int(120 * i / max(1, len(items) - 1))
         out.append(
             f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{step_h}" '
-            f'fill="rgb(47,{shade // 2 + 40},{shade})"><title>{escape(label)}: {_fmt(value)}'
-            f"</title></rect>"
+            f'fill="rgb(23,{shade // 3 + 40},{shade // 2 + 40})"><title>{escape(label)}: '
+            f"{_fmt(value)}</title></rect>"
             f'<text x="{width / 2:.1f}" y="{y + step_h * 0.68:.1f}" text-anchor="middle" '
-            f'font-size="13" fill="#fff" stroke="#123" stroke-width="0.3">'
+            f'font-size="13" font-weight="600" fill="#fff">'
             f"{escape(label)}: {_fmt(value)} ({share:.0f}%)</text>"
         )
     out.append("</svg>")
@@ -96,7 +96,7 @@ def line_chart(
     height: int = 200,
 ) -> Markup:
     """Lines over time. series: (colour, name, values aligned with labels)."""
-    left, bottom, top_pad, right = 34, 28, 10, 110
+    left, bottom, top_pad, right = 34, 28, 10, 150
     plot_w = width - left - right
     plot_h = height - bottom - top_pad
     top = max([v for _, _, vals in series for v in vals] + [1])

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from protocol import vocab
 
-__all__ = ["ES", "LANGUAGES", "country_name", "negotiate", "translator", "vocab_label"]
+__all__ = ["EN", "ES", "LANGUAGES", "country_name", "negotiate", "translator", "vocab_label"]
 
 LANGUAGES = ("en", "es")
 
@@ -247,10 +247,19 @@ _CATEGORY_EN = {
 }
 
 
+#: English display forms of code-like keys (statuses, deadline states, kinds).
+EN: dict[str, str] = {
+    "in_progress": "in progress",
+    "on_track": "on track",
+    "due_soon": "due soon",
+    "consent_withdrawn": "consent withdrawn",
+}
+
+
 def translator(lang: str) -> Callable[[str], str]:
     if lang == "es":
         return lambda text: ES.get(text, text)
-    return lambda text: text
+    return lambda text: EN.get(text, text)
 
 
 def negotiate(accept_language: str | None) -> str:
