@@ -23,7 +23,8 @@
 #                          only if the database has none) before serving
 #   RSSN_NODE_ID, RSSN_HUB_URL, RSSN_NODE_TOKEN: node: enroll on first start (no node.json yet)
 #   X_FILE for X in RSSN_HUB_PASSPHRASE RSSN_HUB_DB RSSN_NODE_PASSPHRASE RSSN_NODE_DB
-#     RSSN_NODE_TOKEN: read the value from that file instead
+#     RSSN_NODE_TOKEN RSSN_CONSOLE_PASSWORD RSSN_CONSOLE_OIDC_CLIENT_SECRET: read the value
+#     from that file instead
 set -eu
 
 die() {
@@ -53,7 +54,8 @@ fi
 
 # Secrets from files: X_FILE=/run/secrets/x sets X to the file's content (trailing newline
 # removed). Setting both X and X_FILE is a configuration mistake worth stopping for.
-for var in RSSN_HUB_PASSPHRASE RSSN_HUB_DB RSSN_NODE_PASSPHRASE RSSN_NODE_DB RSSN_NODE_TOKEN; do
+for var in RSSN_HUB_PASSPHRASE RSSN_HUB_DB RSSN_NODE_PASSPHRASE RSSN_NODE_DB RSSN_NODE_TOKEN \
+    RSSN_CONSOLE_PASSWORD RSSN_CONSOLE_OIDC_CLIENT_SECRET; do
     eval "file=\${${var}_FILE:-}"
     [ -n "$file" ] || continue
     eval "current=\${${var}:-}"
