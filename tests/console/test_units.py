@@ -176,7 +176,7 @@ def test_suppression_and_formula_injection() -> None:
 def test_every_template_string_has_a_spanish_translation() -> None:
     pattern = re.compile(r"""_\(\s*"([^"]+)"\s*\)|_\(\s*'([^']+)'\s*\)""")
     missing = set()
-    sources = list((CONSOLE / "templates").glob("*.html")) + [CONSOLE / "routes.py"]
+    sources = [*list((CONSOLE / "templates").glob("*.html")), CONSOLE / "routes.py"]
     for path in sources:
         for m in pattern.finditer(path.read_text(encoding="utf-8")):
             text = m.group(1) or m.group(2)
