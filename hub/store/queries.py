@@ -84,7 +84,7 @@ def _is_pg(conn: sa.Connection) -> bool:
 
 def insert_ignore(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING; True when the row was inserted."""
-    pk = list(table.primary_key.columns)[0]
+    pk = next(iter(table.primary_key.columns))
     if _is_pg(conn):
         stmt: Any = pg_dialect.insert(table).values(**row).on_conflict_do_nothing()
     else:
