@@ -24,16 +24,19 @@ import sqlalchemy as sa
 
 from common.logging import get_logger
 from node.store.queries import (
+    HISTORY,
     INBOX,
     OUTBOX,
     QUARANTINE,
     REFERRALS,
+    WEBHOOK_DELIVERIES,
     active_webhooks,
     add_history,
     enqueue_webhook_event,
     existing_ids,
     now_utc,
     set_kv,
+    webhook_rows,
 )
 from protocol import ProtocolError, Role, canonical_bytes, next_state, parse_envelope
 from protocol.errors import Conflict, Malformed, NotAuthorized, UnknownKey
@@ -61,9 +64,43 @@ class BatchResult:
     outbox: int = 0
 
 
+@dataclass
+class _Buffer:
+    """Rows of one batch, written with one executemany per table (catch-up speed).
+
+    Only referral arrivals are buffered (they are the bulk after days offline, and every
+    check on them is done before anything is buffered); any other message first flushes
+    the buffer, so it reads what the batch wrote before it.
+    """
+
+    referrals: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    inbox: list[dict[str, Any]] = field(default_factory=list)
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
+    referral_ids: set[str] = field(default_factory=set)
+
+    def flush(self, conn: sa.Connection) -> None:
+        for table, rows in ((REFERRALS, self.referrals), (HISTORY, self.history),
+                            (OUTBOX, self.outbox), (INBOX, self.inbox),
+                            (WEBHOOK_DELIVERIES, self.webhooks)):
+            if rows:
+                conn.execute(sa.insert(table), rows)
+                rows.clear()
+
+
+#: What can be done for an envelope outside the transaction, in parallel: open it and seal
+#: the receipt that will answer it.
+_Pre = tuple["Opened | None", "ProtocolError | None", "Envelope | None"]
+
+
 class InboxProcessor:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, *, workers: int = 2) -> None:
         self.node = node
+        self.workers = workers
+        self._buf = _Buffer()
+        self._pool: Any = None
+        self._current_receipt: Envelope | None = None
 
     # -- entry point ------------------------------------------------------------------
 
@@ -105,21 +142,30 @@ class InboxProcessor:
                     parsed.append((item, None, exc))
             else:
                 parsed.append((item, None, None))
-        with self.node.engine.begin() as conn:
-            keys = [e.header.id for _, e, _ in parsed if e is not None]
-            keys += [str(i.get("notice", {}).get("notice_id", "")) for i, e, x in parsed
-                     if e is None and x is None]
+        keys = [e.header.id for _, e, _ in parsed if e is not None]
+        keys += [str((i.get("notice") or {}).get("notice_id", "")) for i, e, x in parsed
+                 if e is None and x is None and isinstance(i.get("notice"), dict)]
+        # One receiver per node: what is seen now is what the transaction will see.
+        with self.node.engine.connect() as conn:
             seen = existing_ids(conn, INBOX.c.message_id, keys)
             seen |= existing_ids(conn, QUARANTINE.c.item_key,
                                  keys + [str(i.get("id")) for i, _, _ in parsed])
+        pre = self._prepare([e for _, e, _ in parsed
+                             if e is not None and e.header.id not in seen])
+        with self.node.engine.begin() as conn:
+            self._buf = _Buffer()
             hooks = active_webhooks(conn)
+            self._buf.referral_ids = existing_ids(
+                conn, REFERRALS.c.id,
+                [e.header.thread for _, e, _ in parsed if e is not None and e.header.kind
+                 == "referral"])
             for item, env, err in parsed:
                 item_id = str(item.get("id"))
                 if env is not None:
                     if env.header.id in seen:
                         result.duplicates += 1
                     else:
-                        self._envelope(conn, env, result, hooks)
+                        self._envelope(conn, env, result, hooks, pre[env.header.id])
                         seen.add(env.header.id)
                 elif err is not None:
                     if item_id not in seen:
@@ -141,7 +187,33 @@ class InboxProcessor:
                         self._quarantine(conn, item_id, None, None, "malformed", item, result)
                         seen.add(item_id)
                 result.ack.append(item_id)
+            self._buf.flush(conn)
         return result
+
+    def _prepare(self, envelopes: list[Envelope]) -> dict[str, _Pre]:
+        """Verify, decrypt and seal receipts on a small thread pool (libsodium releases the
+        GIL), so catching up after days offline uses both cores."""
+        def one(env: Envelope) -> _Pre:
+            try:
+                opened = self._open(env)
+            except ProtocolError as exc:
+                return None, exc, None
+            receipt = None
+            if env.header.kind in ("referral", "status", "consent_withdrawn"):
+                try:
+                    receipt = self._seal_receipt(env)
+                except ProtocolError as exc:
+                    return None, exc, None
+            return opened, None, receipt
+
+        if len(envelopes) < 8 or self.workers <= 1:
+            return {e.header.id: one(e) for e in envelopes}
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rssn-open")
+        return {e.header.id: r for e, r in zip(envelopes, self._pool.map(one, envelopes),
+                                                strict=True)}
 
     def _quarantine_unexpected(self, item: dict[str, Any]) -> BatchResult:
         result = BatchResult()
@@ -201,14 +273,17 @@ class InboxProcessor:
         self.node.queue(conn, envelope, referral_id=thread)
         result.outbox += 1
 
-    def _receipt(self, conn: sa.Connection, env: Envelope, result: BatchResult) -> None:
+    def _seal_receipt(self, env: Envelope) -> Envelope:
         h = env.header
-        envelope = self.node.seal(
+        return self.node.seal(
             kind="receipt", to=h.sender, thread=h.thread,
             document={"message_id": h.id, "envelope_digest": env.digest,
                       "received_at": _fmt(now_utc())},
         )
-        self.node.queue(conn, envelope, referral_id=h.thread)
+
+    def _receipt(self, conn: sa.Connection, env: Envelope, result: BatchResult) -> None:
+        envelope = self._current_receipt or self._seal_receipt(env)
+        self.node.queue(conn, envelope, referral_id=env.header.thread)
         result.outbox += 1
 
     def _open(self, env: Envelope) -> Opened:
@@ -228,23 +303,30 @@ class InboxProcessor:
             return attempt()
 
     def _envelope(self, conn: sa.Connection, env: Envelope, result: BatchResult,
-                  hooks: list[tuple[int, frozenset[str]]]) -> None:
+                  hooks: list[tuple[int, frozenset[str]]], pre: _Pre) -> None:
         h = env.header
+        opened, error, self._current_receipt = pre
         try:
-            opened = self._open(env)
-            with conn.begin_nested():
-                self._apply(conn, env, opened, result, hooks)
+            if error is not None:
+                raise error
+            assert opened is not None
+            if h.kind == "referral":
+                self._apply_referral(conn, env, opened, result, hooks)
+            else:
+                self._buf.flush(conn)
+                with conn.begin_nested():
+                    self._apply(conn, env, opened, result, hooks)
         except ProtocolError as exc:
             self._quarantine(conn, h.id, h.id, h.sender, exc.code,
                              json.loads(env.raw), result, thread=h.thread)
             return
-        conn.execute(
-            sa.insert(INBOX).values(
-                message_id=h.id, kind=h.kind, from_node=h.sender, referral_id=h.thread,
-                envelope_digest=env.digest, statement=opened.statement.decode("utf-8"),
-                inner_sig=opened.inner_signature.hex(), received_at=now_utc(),
-            )
-        )
+        finally:
+            self._current_receipt = None
+        self._buf.inbox.append(dict(
+            message_id=h.id, kind=h.kind, from_node=h.sender, referral_id=h.thread,
+            envelope_digest=env.digest, statement=opened.statement.decode("utf-8"),
+            inner_sig=opened.inner_signature.hex(), received_at=now_utc(),
+        ))
         result.stored += 1
 
     def _apply(self, conn: sa.Connection, env: Envelope, opened: Opened, result: BatchResult,
@@ -291,6 +373,7 @@ class InboxProcessor:
 
     def _apply_referral(self, conn: sa.Connection, env: Envelope, opened: Opened,
                         result: BatchResult, hooks: list[tuple[int, frozenset[str]]]) -> None:
+        """Checks first (consent, unique id), then buffered rows: nothing half-written."""
         from protocol.consent import check_consent
         from protocol.documents import monitoring_fields
 
@@ -300,30 +383,39 @@ class InboxProcessor:
         # Consent is enforced at both ends, judged as of the moment it was shared.
         check_consent(doc, recipient_node=self.node.node_id,
                       recipient_org=me.organization if me else None, now=h.created_at)
-        exists = conn.execute(sa.select(REFERRALS.c.id).where(REFERRALS.c.id == h.thread)).first()
-        if exists is not None:
+        if h.thread in self._buf.referral_ids:
             raise Conflict("a referral with this id already exists", field="header.thread")
+        receipt = self._current_receipt or self._seal_receipt(env)
         now = now_utc()
         meta = monitoring_fields(doc)
-        conn.execute(
-            sa.insert(REFERRALS).values(
-                id=h.thread, direction="inbound", from_node=h.sender, to_node=h.recipient,
-                status="received", priority=meta.get("priority"), category=meta.get("category"),
-                document=json.dumps(opened.document_json, separators=(",", ":")),
-                restricted=False, created_at=h.created_at, updated_at=now, delivered_at=now,
-            )
-        )
-        add_history(conn, h.thread, actor=h.sender, event="requested", status="requested",
-                    at=h.created_at, message_id=h.id)
-        add_history(conn, h.thread, actor=self.node.node_id, event="received",
-                    status="received", at=now, message_id=h.id)
-        self._receipt(conn, env, result)
-        result.webhooks += enqueue_webhook_event(
-            conn, "referral.received",
-            {"referral_id": h.thread, "direction": "inbound", "from": h.sender,
-             "to": h.recipient, "status": "received", "priority": meta.get("priority")},
-            hooks=hooks,
-        )
+        buf = self._buf
+        buf.referral_ids.add(h.thread)
+        buf.referrals.append(dict(
+            id=h.thread, direction="inbound", from_node=h.sender, to_node=h.recipient,
+            status="received", priority=meta.get("priority"), category=meta.get("category"),
+            document=json.dumps(opened.document_json, separators=(",", ":")),
+            restricted=False, created_at=h.created_at, updated_at=now, delivered_at=now,
+            source_key=None, consent_withdrawn_at=None, consent_ack_at=None,
+        ))
+        buf.history.append(dict(referral_id=h.thread, actor=h.sender, event="requested",
+                                status="requested", at=h.created_at, note=None,
+                                message_id=h.id))
+        buf.history.append(dict(referral_id=h.thread, actor=self.node.node_id,
+                                event="received", status="received", at=now, note=None,
+                                message_id=h.id))
+        buf.outbox.append(dict(
+            message_id=receipt.header.id, kind="receipt", referral_id=h.thread,
+            to_node=h.sender, envelope=receipt.raw.decode("utf-8"),
+            envelope_digest=receipt.digest, state="pending", attempts=0, last_error=None,
+            created_at=now, sent_at=None, delivered_at=None, hub_receipt=None,
+        ))
+        result.outbox += 1
+        rows = webhook_rows("referral.received",
+                            {"referral_id": h.thread, "direction": "inbound", "from": h.sender,
+                             "to": h.recipient, "status": "received",
+                             "priority": meta.get("priority")}, hooks)
+        buf.webhooks.extend(rows)
+        result.webhooks += len(rows)
 
     def _apply_receipt(self, conn: sa.Connection, sender: str, row: Any, doc: Any,
                        result: BatchResult, hooks: list[tuple[int, frozenset[str]]],

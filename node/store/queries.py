@@ -110,6 +110,26 @@ def active_webhooks(conn: sa.Connection) -> list[tuple[int, frozenset[str]]]:
             for r in rows]
 
 
+def webhook_rows(event: str, data: dict[str, Any],
+                 hooks: Sequence[tuple[int, frozenset[str]]]) -> list[dict[str, Any]]:
+    """Delivery rows for every webhook subscribed to `event` (for bulk insert)."""
+    from common.ids import new_message_id
+
+    subscribed = [h for h, events in hooks if event in events or "*" in events]
+    if not subscribed:
+        return []
+    now = now_utc()
+    event_id = new_message_id()
+    payload = json.dumps(
+        {"id": event_id, "type": event, "created_at": iso(now), "data": data},
+        separators=(",", ":"), sort_keys=True,
+    )
+    return [{"webhook_id": h, "event_id": event_id, "event": event, "payload": payload,
+             "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
+             "last_status_code": None, "last_error": None, "delivered_at": None}
+            for h in subscribed]
+
+
 def enqueue_webhook_event(
     conn: sa.Connection,
     event: str,
@@ -118,27 +138,10 @@ def enqueue_webhook_event(
     hooks: Sequence[tuple[int, frozenset[str]]] | None = None,
 ) -> int:
     """Queue one delivery per subscribed webhook, in the caller's transaction (never lost)."""
-    from common.ids import new_message_id
-
-    subscribed = [h for h, events in (hooks if hooks is not None else active_webhooks(conn))
-                  if event in events or "*" in events]
-    if not subscribed:
-        return 0
-    now = now_utc()
-    event_id = new_message_id()
-    payload = json.dumps(
-        {"id": event_id, "type": event, "created_at": iso(now), "data": data},
-        separators=(",", ":"), sort_keys=True,
-    )
-    conn.execute(
-        sa.insert(WEBHOOK_DELIVERIES),
-        [
-            {"webhook_id": h, "event_id": event_id, "event": event, "payload": payload,
-             "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
-            for h in subscribed
-        ],
-    )
-    return len(subscribed)
+    rows = webhook_rows(event, data, hooks if hooks is not None else active_webhooks(conn))
+    if rows:
+        conn.execute(sa.insert(WEBHOOK_DELIVERIES), rows)
+    return len(rows)
 
 
 def existing_ids(conn: sa.Connection, column: sa.Column[Any], ids: Iterable[str]) -> set[str]:
