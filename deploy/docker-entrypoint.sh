@@ -123,7 +123,8 @@ case "$cmd" in
     sh | bash | python | python3)
         exec "$cmd" "$@"
         ;;
-    -h | --help | --version)
+    -h | --help | --version | adapters | adapt)
+        # Commands without a data directory (adapters/adapt convert files only).
         exec "rssn-$role" "$cmd" "$@"
         ;;
     *)

@@ -145,6 +145,13 @@ def test_nested_subcommand_gets_data_dir_at_the_end(env: Env) -> None:
     assert call["args"] == ["api-key", "create", "--name", "primero", "--data-dir", str(env.data)]
 
 
+def test_commands_without_a_data_directory_get_none(env: Env) -> None:
+    result = env.run("adapters", RSSN_ROLE="node")
+    assert result.returncode == 0, explain(result)
+    [call] = env.calls()
+    assert call["args"] == ["adapters"]
+
+
 def test_hub_auto_init_runs_init_before_serve(env: Env) -> None:
     result = env.run(RSSN_ROLE="hub", RSSN_HUB_AUTO_INIT="1")
     assert result.returncode == 0, explain(result)
