@@ -102,11 +102,20 @@ def test_several_replicas_share_one_external_database() -> None:
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
-    env = {e["name"]: e for e in container["env"]}
-    assert env["RSSN_HUB_DB"]["valueFrom"]["secretKeyRef"] == {"name": "rssn-hub-db", "key": "url"}
-    assert env["RSSN_HUB_PASSPHRASE"]["valueFrom"]["secretKeyRef"]["name"] == "rssn-hub-passphrase"
-    assert env["RSSN_HUB_PUBLIC_URL"]["value"] == "https://hub.example.org"
-    assert all("value" not in env[k] for k in ("RSSN_HUB_DB", "RSSN_HUB_PASSPHRASE"))
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    # Secrets are files from the Secrets, never values in the manifest.
+    assert "RSSN_HUB_DB" not in env and "RSSN_HUB_PASSPHRASE" not in env
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["secrets"]["readOnly"] is True
+    files = {
+        f"{mounts['secrets']['mountPath']}/{item['path']}": (src["secret"]["name"], item["key"])
+        for src in volumes["secrets"]["projected"]["sources"]
+        for item in src["secret"]["items"]
+    }
+    assert files[env["RSSN_HUB_DB_FILE"]] == ("rssn-hub-db", "url")
+    assert files[env["RSSN_HUB_PASSPHRASE_FILE"]] == ("rssn-hub-passphrase", "passphrase")
+    assert env["RSSN_HUB_PUBLIC_URL"] == "https://hub.example.org"
     assert container["args"][0] == "serve"
     # No PersistentVolumeClaim anywhere: replicas are stateless, the database holds everything.
     assert by_kind(docs, "PersistentVolumeClaim") == []

@@ -64,16 +64,12 @@ app.kubernetes.io/component: server
   value: /data
 - name: RSSN_PORT
   value: "8000"
-- name: RSSN_HUB_DB
-  valueFrom:
-    secretKeyRef:
-      name: {{ required "database.existingSecret is required" .Values.database.existingSecret }}
-      key: {{ .Values.database.urlKey }}
-- name: RSSN_HUB_PASSPHRASE
-  valueFrom:
-    secretKeyRef:
-      name: {{ required "passphrase.existingSecret is required" .Values.passphrase.existingSecret }}
-      key: {{ .Values.passphrase.key }}
+# Secrets arrive as files (the entry point reads them and drops a trailing newline, which
+# `kubectl create secret --from-file` would otherwise keep inside the passphrase).
+- name: RSSN_HUB_DB_FILE
+  value: /run/secrets/rssn/database-url
+- name: RSSN_HUB_PASSPHRASE_FILE
+  value: /run/secrets/rssn/passphrase
 - name: RSSN_HUB_PUBLIC_URL
   value: {{ required "hub.publicUrl is required" .Values.hub.publicUrl | quote }}
 - name: RSSN_HUB_LOG_LEVEL
@@ -85,6 +81,20 @@ app.kubernetes.io/component: server
 
 {{/* Writable scratch space: the root filesystem is read-only. */}}
 {{- define "rssn-hub.volumes" -}}
+- name: secrets
+  projected:
+    defaultMode: 0440
+    sources:
+      - secret:
+          name: {{ required "database.existingSecret is required" .Values.database.existingSecret }}
+          items:
+            - key: {{ .Values.database.urlKey }}
+              path: database-url
+      - secret:
+          name: {{ required "passphrase.existingSecret is required" .Values.passphrase.existingSecret }}
+          items:
+            - key: {{ .Values.passphrase.key }}
+              path: passphrase
 - name: data
   emptyDir: {}
 - name: tmp
@@ -94,6 +104,9 @@ app.kubernetes.io/component: server
 {{- end }}
 
 {{- define "rssn-hub.volumeMounts" -}}
+- name: secrets
+  mountPath: /run/secrets/rssn
+  readOnly: true
 - name: data
   mountPath: /data
 - name: tmp
