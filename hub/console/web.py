@@ -117,6 +117,7 @@ class ConsoleState:
     cfg: ConsoleSettings
     templates: jinja2.Environment = field(init=False)
     _own_engine: sa.Engine | None = None
+    _secret_cache: bytes | None = None
 
     @property
     def engine(self) -> sa.Engine:
@@ -144,23 +145,28 @@ class ConsoleState:
         return URLSafeTimedSerializer(key, salt=salt)
 
     def _secret(self) -> bytes:
-        with self.engine.begin() as conn:
-            row = conn.execute(
-                sa.select(secrets_t.c.value).where(secrets_t.c.name == "cookie_signing")
-            ).first()
-            if row is not None:
-                return bytes(row[0])
-            value = secrets.token_bytes(32)
-            try:
-                conn.execute(sa.insert(secrets_t).values(name="cookie_signing", value=value))
-            except sa.exc.IntegrityError:  # another process made it first
-                pass
+        if self._secret_cache is not None:
+            return self._secret_cache
+        try:
+            with self.engine.begin() as conn:
+                row = conn.execute(
+                    sa.select(secrets_t.c.value).where(secrets_t.c.name == "cookie_signing")
+                ).first()
+                if row is not None:
+                    self._secret_cache = bytes(row[0])
+                    return self._secret_cache
+                conn.execute(
+                    sa.insert(secrets_t).values(name="cookie_signing", value=secrets.token_bytes(32))
+                )
+        except sa.exc.IntegrityError:  # another hub process made it first
+            pass
         with self.engine.connect() as conn:
-            return bytes(
+            self._secret_cache = bytes(
                 conn.execute(
                     sa.select(secrets_t.c.value).where(secrets_t.c.name == "cookie_signing")
                 ).scalar_one()
             )
+        return self._secret_cache
 
     # --- cookies ----------------------------------------------------------------------
 

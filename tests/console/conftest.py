@@ -14,7 +14,13 @@ import pytest
 
 from tests.console.scenario import Scenario, build
 from tests.helpers.processes import ServiceProcess, free_port
-from tests.hub.conftest import RSSN_HUB, Hub, hub_env, run_cli
+from tests.hub.conftest import (
+    RSSN_HUB,
+    Hub,
+    hub_env,
+    run_cli,
+    start_hub,  # noqa: F401 - fixture for function-scoped hubs
+)
 
 
 def start_module_hub(base: Path, name: str = "hub", **extra: str) -> Hub:

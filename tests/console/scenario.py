@@ -12,7 +12,6 @@ own clock, so to have an overdue urgent referral the test moves that row's
 from __future__ import annotations
 
 import re
-import sqlite3
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -203,18 +202,24 @@ def build(hub: Any) -> Scenario:
 
 def age_referral(sc: Scenario, thread: str, *, hours: float) -> None:
     """Move a referral's ledger times `hours` into the past (see module docstring)."""
+    import sqlalchemy as sa
+
+    from common.db import make_engine, sqlite_url
+
     delta = int(hours * 3600 * 1000)
-    con = sqlite3.connect(sc.db_path(), timeout=60)
+    url = sc.hub.env.get("RSSN_HUB_DB") or sqlite_url(sc.db_path())
+    engine = make_engine(url, poolclass=sa.pool.NullPool)
     try:
-        con.execute("PRAGMA busy_timeout=60000")
-        with con:
-            con.execute(
-                "UPDATE messages SET submitted_at_ms = submitted_at_ms - ?, "
-                "created_at_ms = created_at_ms - ? WHERE thread = ?",
-                (delta, delta, thread),
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE messages SET submitted_at_ms = submitted_at_ms - :d, "
+                    "created_at_ms = created_at_ms - :d WHERE thread = :t"
+                ),
+                {"d": delta, "t": thread},
             )
     finally:
-        con.close()
+        engine.dispose()
 
 
 def sign_in(base_url: str, email: str, password: str = PASSWORD) -> httpx.Client:
