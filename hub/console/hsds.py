@@ -468,7 +468,7 @@ def summarize_services(
         hours = _hours(svc.get("schedules") or [])
         for sal in svc["service_at_locations"]:
             loc = sal.get("location") or {}
-            addr = next(iter(loc.get("addresses") or []), {}) or {}
+            addr: dict[str, Any] = next(iter(loc.get("addresses") or []), {}) or {}
             country = str(addr.get("country") or node_country).upper()
             locs.append(
                 {
@@ -505,7 +505,7 @@ def summarize_services(
                 "phones": [p for p in phones if isinstance(p, str)],
                 "criteria": svc.get("eligibility_description") or "",
                 "locations": locs,
-                "countries": sorted({lo["country"] for lo in locs} or {node_country.upper()}),
+                "countries": sorted({str(lo["country"]) for lo in locs} or {node_country.upper()}),
             }
         )
     return rows

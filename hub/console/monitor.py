@@ -34,10 +34,10 @@ __all__ = [
     "node_health",
 ]
 
-messages: sa.Table = Message.__table__  # type: ignore[assignment]
-nodes_t: sa.Table = Node.__table__  # type: ignore[assignment]
-node_keys_t: sa.Table = NodeKey.__table__  # type: ignore[assignment]
-mailbox_t: sa.Table = MailboxItem.__table__  # type: ignore[assignment]
+messages: sa.Table = Message.__table__  # type: ignore[assignment,attr-defined]
+nodes_t: sa.Table = Node.__table__  # type: ignore[assignment,attr-defined]
+node_keys_t: sa.Table = NodeKey.__table__  # type: ignore[assignment,attr-defined]
+mailbox_t: sa.Table = MailboxItem.__table__  # type: ignore[assignment,attr-defined]
 
 #: The network's response deadlines (protocol.documents.PRIORITY_DEADLINES).
 DEADLINES: dict[str, timedelta] = {

@@ -22,7 +22,7 @@ from .monitor import NodeInfo
 
 __all__ = ["directory_services", "load_directory", "publish"]
 
-published_t: sa.Table = PublishedServices.__table__  # type: ignore[assignment]
+published_t: sa.Table = PublishedServices.__table__  # type: ignore[assignment,attr-defined]
 
 
 def publish(

@@ -50,9 +50,9 @@ LOGIN_CSRF_COOKIE = "rssn_console_login"
 LANG_COOKIE = "rssn_console_lang"
 TEMPLATES = Path(__file__).parent / "templates"
 
-users_t: sa.Table = ConsoleUser.__table__  # type: ignore[assignment]
-sessions_t: sa.Table = ConsoleSession.__table__  # type: ignore[assignment]
-secrets_t: sa.Table = ConsoleSecret.__table__  # type: ignore[assignment]
+users_t: sa.Table = ConsoleUser.__table__  # type: ignore[assignment,attr-defined]
+sessions_t: sa.Table = ConsoleSession.__table__  # type: ignore[assignment,attr-defined]
+secrets_t: sa.Table = ConsoleSecret.__table__  # type: ignore[assignment,attr-defined]
 
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "

@@ -111,7 +111,7 @@ def build(topo: dict[str, Any]) -> dict[str, Any]:
                 "geometry": {"type": "MultiPolygon", "coordinates": polys},
             }
         )
-    features.sort(key=lambda f: f["id"])
+    features.sort(key=lambda f: str(f["id"]))
     return {
         "type": "FeatureCollection",
         "source": "Natural Earth 1:110m admin-0 countries (public domain) via world-atlas 2.0.2",
