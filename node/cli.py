@@ -45,6 +45,7 @@ def _logging(level: str = "WARNING") -> None:
 
     # One line per hub request is noise; the workers log what they did with ids and counts.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _migrated_engine(settings: Any) -> Any:

@@ -7,13 +7,20 @@ are sent. Every wait polls for a condition with a generous timeout.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
+import threading
 from collections import Counter
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from node.samples import sample_referral
+from node.webhooks import verify_signature
 from tests.helpers.processes import wait_until
 from tests.node.net import Net, NodeProc, cli, wait_status
 
@@ -39,9 +46,29 @@ def db_rows(node: NodeProc, sql: str) -> list[tuple]:
         conn.close()
 
 
+class _Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[str, bytes]]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append((self.headers["X-RSSN-Signature"], body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 def test_referral_accepted_end_to_end(net: Net):
     a = net.add_node("shelter-mx", "Casa Refugio", "MX")
-    b = net.add_node("legal-gt", "Asistencia Legal", "GT")
+    b = net.add_node("legal-gt", "Asistencia Legal", "GT", start=False)
+    hook = HTTPServer(("127.0.0.1", 0), _Hook)
+    _Hook.received = []
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    secret = cli("node", "webhook", "add", "--data-dir", str(b.data_dir), "--url",
+                 f"http://127.0.0.1:{hook.server_address[1]}/rssn", "--events",
+                 "referral.received,referral.status", env=b.env).strip().splitlines()[-1]
+    b.proc.start()
     directory = a.get("/api/v1/directory")["items"]
     assert {i["node_id"] for i in directory} >= {"shelter-mx", "legal-gt"}
     rid = send(a, "legal-gt", 0)
@@ -63,6 +90,33 @@ def test_referral_accepted_end_to_end(net: Net):
     wait_until(lambda: "outbox depth           0" in cli("node", "status", "--data-dir",
                                                         str(a.data_dir), env=a.env),
                timeout=60, message="outbox drained")
+    # the case system behind B was told, with signed events
+    wait_until(lambda: len(_Hook.received) >= 1, timeout=60, message="webhook delivered")
+    sig, body = _Hook.received[0]
+    assert verify_signature(secret, body, sig)
+    assert json.loads(body)["data"]["referral_id"] == rid
+    hook.shutdown()
+    log = cli("node", "webhook", "log", "--data-dir", str(b.data_dir), env=b.env)
+    assert '"state": "delivered"' in log
+    # the hub goes down: the node still takes referrals, queues them and says so
+    assert net.hub is not None
+    net.hub.kill9()
+    rid2 = send(a, "legal-gt", 1)
+    status = cli("node", "status", "--data-dir", str(a.data_dir), env=a.env)
+    assert "hub reachable          False" in status
+    assert "outbox depth           1" in status
+    assert "oldest unsent message  -" not in status
+    net.hub.start()
+    wait_status(b, rid2, "received", timeout=180)
+    # a wrong passphrase is one clear line, not a traceback
+    b.proc.terminate()
+    bad = subprocess.run(
+        [sys.executable, "-c", "from node.cli import main; main()", "serve", "--data-dir",
+         str(b.data_dir), "--port", str(b.port)],
+        env={**b.env, "RSSN_NODE_PASSPHRASE": "not it"}, capture_output=True, text=True,
+        timeout=120, check=False)
+    assert bad.returncode == 1
+    assert "error: wrong passphrase" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def _assert_exactly_once(a: NodeProc, b: NodeProc, ids: list[str]) -> None:
