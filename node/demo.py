@@ -214,8 +214,11 @@ def run_demo(root: Path, procs: Processes, env: dict[str, str], *, keep_running:
         procs.start(node_id, _py("node", "serve", "--data-dir", str(d), "--port", str(m.port)),
                     env)
         members[node_id] = m
+    def healthy(url: str) -> bool:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+
     for m in members.values():
-        _wait(m.node_id, lambda m=m: httpx.get(f"{m.url}/healthz", timeout=2).status_code == 200)
+        _wait(m.node_id, lambda url=m.url: healthy(url))  # type: ignore[misc]
         print(f"  {m.node_id:<20} {m.url:<24} {m.org} ({m.country})")
     mx, gt, cr = (members[n] for n, _, _ in MEMBERS)
     print(f"  ready in {time.monotonic() - t_start:.1f}s\n")

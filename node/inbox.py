@@ -136,8 +136,8 @@ class InboxProcessor:
         for item in items:
             if item.get("type") == "envelope":
                 try:
-                    env = parse_envelope(canonical_bytes(item.get("envelope")))
-                    parsed.append((item, env, None))
+                    one = parse_envelope(canonical_bytes(item.get("envelope")))
+                    parsed.append((item, one, None))
                 except ProtocolError as exc:
                     parsed.append((item, None, exc))
             else:
@@ -157,7 +157,7 @@ class InboxProcessor:
             hooks = active_webhooks(conn)
             self._buf.referral_ids = existing_ids(
                 conn, REFERRALS.c.id,
-                [e.header.thread for _, e, _ in parsed if e is not None and e.header.kind
+                [p.header.thread for _, p, _ in parsed if p is not None and p.header.kind
                  == "referral"])
             for item, env, err in parsed:
                 item_id = str(item.get("id"))

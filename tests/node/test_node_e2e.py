@@ -49,7 +49,7 @@ def db_rows(node: NodeProc, sql: str) -> list[tuple]:
 class _Hook(BaseHTTPRequestHandler):
     received: ClassVar[list[tuple[str, bytes]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server API
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append((self.headers["X-RSSN-Signature"], body))
         self.send_response(200)
