@@ -196,6 +196,10 @@ def build(hub: Any) -> Scenario:
                        headers=c.auth())
         assert r.status_code == 200, r.text
 
+    # A former member, revoked by the operator.
+    hub.enrolled("pa-former", "Former Member Panamá", "PA")
+    hub.revoke("pa-former")
+
     age_referral(sc, t2, hours=48)
     return sc
 

@@ -176,6 +176,19 @@ def test_statuses_and_deadlines(scenario: Scenario) -> None:
     assert '<tr data-priority="urgent"><th>urgent</th><td><a' in home
 
 
+def test_nodes_health_and_revoked(scenario: Scenario) -> None:
+    c = sign_in(scenario.url, USERS["regional"][0])
+    page = c.get("/console/nodes").text
+    active, _, revoked = page.partition('id="revoked-table"')
+    for nid in ("gt-casa-migrante", "mx-sin-fronteras", "cr-hias", "hn-cdh"):
+        assert f'data-node="{nid}" data-health="ok"' in active
+    assert "pa-former" in revoked and "pa-former" not in active
+    rows = c.get("/console/export/nodes.csv").text.splitlines()
+    assert rows[1].startswith("#org+code,#org+name,#country+code,#status")
+    assert any(r.startswith("pa-former,") and ",revoked," in r for r in rows)
+    assert any("0.1.0-test" in r for r in rows)  # software version from the User-Agent
+
+
 def test_no_referral_content_anywhere(scenario: Scenario) -> None:
     """The canary sealed into every referral and status note is nowhere a coordinator looks."""
     seen = 0
