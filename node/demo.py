@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    # Even when started in the background (SIGINT ignored), Ctrl-C / kill -INT stop everything.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     env = {**os.environ, "RSSN_HUB_PASSPHRASE": HUB_PASS, "RSSN_NODE_PASSPHRASE": NODE_PASS,
            "RSSN_KDF_PROFILE": os.environ.get("RSSN_KDF_PROFILE", "interactive"),
            "RSSN_NODE_POLL_WAIT": "10", "PYTHONUNBUFFERED": "1", "RSSN_LOG_LEVEL": "INFO"}
