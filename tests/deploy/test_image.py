@@ -98,8 +98,16 @@ def test_dockerignore_lets_through_what_the_build_copies() -> None:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel the image's build stage makes, built from exactly the files it copies."""
-    python = tools_python("setuptools, wheel", "PyPI setuptools + wheel")
+    """The wheel the image's build stage makes, built from exactly the files it copies.
+
+    With the deploy tools venv (setuptools + wheel) the build is offline; without it pip
+    builds in isolation, fetching setuptools from the package index as `docker build` would.
+    """
+    try:
+        python = tools_python("setuptools, wheel", "PyPI setuptools + wheel")
+        isolation = ["--no-build-isolation"]
+    except pytest.skip.Exception:
+        python, isolation = sys.executable, []
     context = tmp_path_factory.mktemp("context")
     for source in _build_copy_sources():
         src = ROOT / source
@@ -109,8 +117,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             shutil.copy2(src, context / source)
     out = tmp_path_factory.mktemp("wheels")
-    result = run([python, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+    result = run([python, "-m", "pip", "wheel", "-q", "--no-deps", *isolation,
                   "-w", str(out), "."], cwd=context, timeout=300)
+    if result.returncode != 0 and not isolation:
+        pytest.skip(f"cannot build the wheel without the deploy tools venv (no package index?): "
+                    f"{result.stderr.strip().splitlines()[-1:]}")
     assert result.returncode == 0, explain(result)
     [built] = list(out.glob("rssn-*.whl"))
     return built
