@@ -4,7 +4,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 ARGS    ?=
 
-.PHONY: venv demo test test-fast lint bench reliability browser-deps clean vectors schemas
+.PHONY: venv demo test test-fast lint bench reliability browser-deps test-deps clean vectors schemas
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(PY) -m node.demo $(ARGS)
 
 ## Every test: unit, property, integration (real processes), fault, browser (chromium installed if root).
-test: $(STAMP) browser-deps
+test: $(STAMP) test-deps
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: $(STAMP)
@@ -35,7 +35,14 @@ bench: $(STAMP)
 reliability: $(STAMP)
 	RSSN_RELIABILITY_FULL=1 $(PY) -m pytest -q -p no:cacheprovider tests/fault tests/hostile
 
-## Debian's chromium for the Playwright browser tests (tests skip with a reason when it is absent).
+## Tools some tests drive: Debian's chromium (browser tests) and the deploy linters (tests/deploy).
+## Installed only when running as root and missing; without them those tests skip with a reason.
+test-deps: browser-deps
+	@if [ "$$(id -u)" = 0 ] && [ ! -x /opt/rssn-deploy-tools/bin/hadolint ] && command -v apt-get >/dev/null; then \
+	  echo "installing deploy lint tools (deploy/tools/install-lint-tools.sh)"; \
+	  sh deploy/tools/install-lint-tools.sh >/dev/null || echo "deploy lint tools could not be installed: those tests will skip"; \
+	fi
+
 browser-deps:
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian chromium for browser tests"; \
