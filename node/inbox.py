@@ -147,11 +147,14 @@ class InboxProcessor:
                  if e is None and x is None and isinstance(i.get("notice"), dict)]
         # One receiver per node: what is seen now is what the transaction will see.
         with self.node.engine.connect() as conn:
-            seen = existing_ids(conn, INBOX.c.message_id, keys)
+            digests = _digests(conn, keys)
+            seen = set(digests)
             seen |= existing_ids(conn, QUARANTINE.c.item_key,
-                                 keys + [str(i.get("id")) for i, _, _ in parsed])
+                                 keys + [_qkey(e) for _, e, _ in parsed if e is not None]
+                                 + [str(i.get("id")) for i, _, _ in parsed])
         pre = self._prepare([e for _, e, _ in parsed
-                             if e is not None and e.header.id not in seen])
+                             if e is not None and e.header.id not in digests
+                             and _qkey(e) not in seen])
         with self.node.engine.begin() as conn:
             self._buf = _Buffer()
             hooks = active_webhooks(conn)
@@ -162,11 +165,18 @@ class InboxProcessor:
             for item, env, err in parsed:
                 item_id = str(item.get("id"))
                 if env is not None:
-                    if env.header.id in seen:
+                    known = digests.get(env.header.id)
+                    if _qkey(env) in seen or known == env.digest:
                         result.duplicates += 1
+                    elif known is not None:
+                        # Same id, different bytes: never processed twice (SPEC 7, replays).
+                        self._quarantine(conn, _qkey(env), env.header.id, env.header.sender,
+                                         "replayed", json.loads(env.raw), result)
+                        seen.add(_qkey(env))
                     else:
                         self._envelope(conn, env, result, hooks, pre[env.header.id])
-                        seen.add(env.header.id)
+                        digests[env.header.id] = env.digest
+                        seen.add(_qkey(env))
                 elif err is not None:
                     if item_id not in seen:
                         self._quarantine(conn, item_id, None, None, err.code,
@@ -218,15 +228,17 @@ class InboxProcessor:
     def _quarantine_unexpected(self, item: dict[str, Any]) -> BatchResult:
         result = BatchResult()
         item_id = str(item.get("id"))
-        mid = None
+        mid: str | None = None
+        key = item_id
         try:
-            mid = str(item["envelope"]["header"]["id"])
-        except (KeyError, TypeError):
-            mid = None
+            env = parse_envelope(canonical_bytes(item.get("envelope")))
+            mid, key = env.header.id, _qkey(env)
+        except ProtocolError:
+            pass
         try:
             with self.node.engine.begin() as conn:
-                if not existing_ids(conn, QUARANTINE.c.item_key, [mid or item_id]):
-                    self._quarantine(conn, mid or item_id, mid, None, "internal", item, result)
+                if not existing_ids(conn, QUARANTINE.c.item_key, [key]):
+                    self._quarantine(conn, key, mid, None, "internal", item, result)
             result.ack.append(item_id)
         except Exception as exc:  # the database itself is failing: do not ack, retry later
             _log.error("inbox_quarantine_failed", error=exc)
@@ -317,7 +329,7 @@ class InboxProcessor:
                 with conn.begin_nested():
                     self._apply(conn, env, opened, result, hooks)
         except ProtocolError as exc:
-            self._quarantine(conn, h.id, h.id, h.sender, exc.code,
+            self._quarantine(conn, _qkey(env), h.id, h.sender, exc.code,
                              json.loads(env.raw), result, thread=h.thread)
             return
         finally:
@@ -510,6 +522,23 @@ class InboxProcessor:
         )
         result.stored += 1
         _log.info("hub_notice", message_id=mid, code=code)
+
+
+def _qkey(env: Envelope) -> str:
+    """Quarantine key: id and digest, so a forged envelope cannot shadow the genuine one."""
+    return f"{env.header.id}:{env.digest[:22]}"
+
+
+def _digests(conn: sa.Connection, ids: list[str]) -> dict[str, str]:
+    """Message id -> envelope digest for the ids this node has already processed."""
+    wanted = [i for i in set(ids) if i]
+    out: dict[str, str] = {}
+    for start in range(0, len(wanted), 400):
+        chunk = wanted[start : start + 400]
+        out.update((str(m), str(d)) for m, d in conn.execute(
+            sa.select(INBOX.c.message_id, INBOX.c.envelope_digest)
+            .where(INBOX.c.message_id.in_(chunk))))
+    return out
 
 
 def _fault_pause_before_ack(stop: threading.Event) -> None:

@@ -199,3 +199,31 @@ def test_wrong_passphrase_is_a_clear_error(make_node, hub):
     with pytest.raises(KeyStoreError, match="wrong passphrase"):
         load_keys(a.settings.keys_path, "not the passphrase")
     assert load_keys(a.settings.keys_path, PASS).node_id == "shelter-mx"
+
+
+def test_forgery_does_not_shadow_the_genuine_message_and_replays_are_refused(make_node, hub):
+    a = make_node("shelter-mx")
+    b = make_node("legal-gt")
+    rid = a.create_referral("legal-gt", sample_referral(0))["id"]
+    OutboxSender(a).send_once(OutboxSender(a).pending())
+    genuine = fetch(b)
+    forged = json.loads(json.dumps(genuine))
+    from protocol import SigningKeyPair, b64u
+
+    forged[0]["envelope"]["sig"] = b64u(SigningKeyPair.generate().sign(b"forged"))
+    assert InboxProcessor(b).process(forged).quarantined == 1
+    r = InboxProcessor(b).process(genuine)
+    assert r.stored == 1 and r.quarantined == 0
+    assert b.referral_summary(rid)["status"] == "received"
+    # the same message id again with other (validly signed) bytes: refused, not re-applied
+    mid = genuine[0]["id"]
+    again = a.seal(kind="referral", to="legal-gt", thread=rid, message_id=mid,
+                   document=b.referral_detail(rid)["referral"])
+    item = {"id": mid, "type": "envelope", "envelope": json.loads(again.raw)}
+    r2 = InboxProcessor(b).process([item])
+    r3 = InboxProcessor(b).process([item])
+    assert (r2.quarantined, r3.quarantined, r3.duplicates) == (1, 0, 1)
+    with b.engine.connect() as conn:
+        codes = sorted(c for (c,) in conn.execute(sa.select(QUARANTINE.c.code)))
+    assert codes == ["bad_signature", "replayed"]
+    assert count(b, REFERRALS) == 1 and count(b, INBOX) == 1
