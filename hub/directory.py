@@ -14,9 +14,11 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
+from common.logging import get_logger
 from protocol import (
     Directory,
     DirectoryEntry,
@@ -29,6 +31,27 @@ from protocol import (
 from .store import queries as q
 
 __all__ = ["DirectoryCache", "SignedDirectory"]
+
+_log = get_logger(__name__)
+
+
+def _published_services(conn: sa.Connection) -> dict[str, tuple[dict[str, Any], ...]]:
+    """HSDS services members published through the console's `PUT /v1/services`.
+
+    Publishing bumps the directory version in the same transaction, so a rebuilt directory
+    always carries the current publications. Without the console (or its table) the
+    directory simply has no services.
+    """
+    try:
+        from .console.services import directory_services
+    except ImportError:
+        return {}
+    try:
+        with conn.begin_nested():
+            return directory_services(conn)
+    except sa.exc.SQLAlchemyError as exc:
+        _log.warning("directory_services_unavailable", error=exc)
+        return {}
 
 
 @dataclass(frozen=True)
@@ -56,6 +79,11 @@ class DirectoryCache:
             return cur
         return None
 
+    def peek(self) -> SignedDirectory | None:
+        """The newest directory built so far (callers re-check its version in their
+        transaction)."""
+        return self._current
+
     def get(self, conn: sa.Connection, version: int | None = None) -> SignedDirectory:
         """The directory at `version` (read it from `conn` when None), rebuilt when stale."""
         if version is None:
@@ -74,6 +102,7 @@ class DirectoryCache:
             return cur
 
     def _build(self, conn: sa.Connection, version: int) -> SignedDirectory:
+        services = _published_services(conn)
         entries = []
         for node, bindings in q.directory_rows(conn):
             entries.append(
@@ -83,6 +112,7 @@ class DirectoryCache:
                     country=node.country,
                     signing_key=bytes(node.signing_key),
                     encryption_keys=tuple(KeyBinding.from_json(json.loads(b)) for b in bindings),
+                    services=services.get(node.node_id, ()),
                 )
             )
         issued = datetime.now(UTC).replace(microsecond=0)

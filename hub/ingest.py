@@ -83,6 +83,17 @@ def _ms_floor_dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms // 1000, tz=UTC)
 
 
+def _verify(
+    env: Envelope, directory: Directory, now: datetime, skew: timedelta
+) -> ProtocolError | None:
+    try:
+        verify_outer(env, directory, now=now, max_skew=skew)
+        check_recipient(env, directory)
+    except ProtocolError as exc:
+        return exc
+    return None
+
+
 def ingest(
     rt: HubRuntime,
     claims: AccessClaims,
@@ -95,13 +106,19 @@ def ingest(
 
     `raws` items that are already errors (e.g. a batch member that is not JSON) are reported
     as rejected in place, keeping the caller's order.
+
+    One database transaction per request: the node check (revocation), the directory version,
+    the de-duplication lookup and the inserts. Signatures are verified beforehand against the
+    cached directory; if the transaction sees a newer directory version, they are verified
+    again against it before anything is stored.
     """
     s = rt.settings
-    with rt.engine.begin() as conn:
-        state = rt.check_node(conn, claims, user_agent)
-        directory = rt.signed_directory(conn, state.directory_version).directory
+    signed = rt.directory.peek()
+    if signed is None:
+        with rt.engine.begin() as conn:
+            signed = rt.signed_directory(conn)
+    directory = signed.directory
     now = datetime.now(UTC)
-    now_ms = q.dt_to_ms(now)
     skew = timedelta(seconds=s.max_skew_seconds)
 
     outcomes: list[Outcome | None] = [None] * len(raws)
@@ -122,24 +139,17 @@ def ingest(
                 NotAuthorized("a node may only submit its own envelopes", field="header.from"),
             )
             continue
-        err: ProtocolError | None = None
-        try:
-            verify_outer(env, directory, now=now, max_skew=skew)
-            check_recipient(env, directory)
-        except ProtocolError as exc:
-            err = exc
-        pending.append((i, env, err))
+        pending.append((i, env, _verify(env, directory, now, skew)))
 
-    if pending:
-        for attempt in range(3):
-            try:
-                _store(rt, pending, outcomes, now_ms)
-                break
-            except sa.exc.IntegrityError:
-                # Another process accepted one of these ids between our lookup and insert:
-                # the retry sees it and answers duplicate/conflict.
-                if attempt == 2:
-                    raise
+    for attempt in range(3):
+        try:
+            _store(rt, claims, user_agent, pending, outcomes, now, directory)
+            break
+        except sa.exc.IntegrityError:
+            # Another process accepted one of these ids between our lookup and insert:
+            # the retry sees it and answers duplicate/conflict.
+            if attempt == 2:
+                raise
 
     result = [o for o in outcomes if o is not None]
     m = rt.metrics
@@ -158,16 +168,27 @@ def ingest(
 
 def _store(
     rt: HubRuntime,
+    claims: AccessClaims,
+    user_agent: str | None,
     pending: list[tuple[int, Envelope, ProtocolError | None]],
     outcomes: list[Outcome | None],
-    now_ms: int,
+    now: datetime,
+    directory: Directory,
 ) -> None:
     hub_key = rt.hub_key
+    now_ms = q.dt_to_ms(now)
     ledger_rows: list[dict[str, Any]] = []
     mailbox_rows: list[dict[str, Any]] = []
     accepted_kinds: list[str] = []
     local: list[tuple[int, Outcome]] = []
     with rt.engine.begin() as conn:
+        state = rt.check_node(conn, claims, user_agent)
+        if not pending:
+            return
+        if state.directory_version != directory.version:
+            directory = rt.signed_directory(conn, state.directory_version).directory
+            skew = timedelta(seconds=rt.settings.max_skew_seconds)
+            pending = [(i, env, _verify(env, directory, now, skew)) for i, env, _ in pending]
         existing = q.existing_messages(conn, [env.header.id for _, env, _ in pending])
         in_batch: dict[str, tuple[str, int]] = {}
         for i, env, err in pending:

@@ -44,16 +44,19 @@ __all__ = [
     "now_ms",
 ]
 
-hub_keys: sa.Table = HubKey.__table__  # type: ignore[assignment]
-hub_state: sa.Table = HubState.__table__  # type: ignore[assignment]
-nodes: sa.Table = Node.__table__  # type: ignore[assignment]
-node_keys: sa.Table = NodeKey.__table__  # type: ignore[assignment]
-invites: sa.Table = Invite.__table__  # type: ignore[assignment]
-jtis: sa.Table = AssertionJti.__table__  # type: ignore[assignment]
-messages: sa.Table = Message.__table__  # type: ignore[assignment]
-mailbox: sa.Table = MailboxItem.__table__  # type: ignore[assignment]
+hub_keys: sa.Table = HubKey.__table__  # type: ignore[attr-defined]
+hub_state: sa.Table = HubState.__table__  # type: ignore[attr-defined]
+nodes: sa.Table = Node.__table__  # type: ignore[attr-defined]
+node_keys: sa.Table = NodeKey.__table__  # type: ignore[attr-defined]
+invites: sa.Table = Invite.__table__  # type: ignore[attr-defined]
+jtis: sa.Table = AssertionJti.__table__  # type: ignore[attr-defined]
+messages: sa.Table = Message.__table__  # type: ignore[attr-defined]
+mailbox: sa.Table = MailboxItem.__table__  # type: ignore[attr-defined]
 
 DIRECTORY_VERSION = "directory_version"
+
+#: A result row of any width (SQLAlchemy 2.1 types rows by their column tuple).
+Row = sa.Row[*tuple[Any, ...]]
 
 #: SQLite's default limit on bound parameters is 32766 (3.32+); stay far below.
 _IN_CHUNK = 500
@@ -96,7 +99,7 @@ def insert_ignore(conn: sa.Connection, table: sa.Table, row: Mapping[str, Any]) 
 # --- hub key and state --------------------------------------------------------------------
 
 
-def active_hub_key(conn: sa.Connection) -> sa.Row[Any] | None:
+def active_hub_key(conn: sa.Connection) -> Row | None:
     return conn.execute(
         sa.select(hub_keys.c.kid, hub_keys.c.public_key, hub_keys.c.sealed_seed)
         .where(hub_keys.c.active.is_(True))
@@ -161,7 +164,7 @@ def node_auth_state(conn: sa.Connection, node_id: str) -> tuple[str, str, int] |
     return str(row[0]), str(row[1]), int(row[2] or 0)
 
 
-def get_node(conn: sa.Connection, node_id: str) -> sa.Row[Any] | None:
+def get_node(conn: sa.Connection, node_id: str) -> Row | None:
     return conn.execute(sa.select(nodes).where(nodes.c.node_id == node_id)).first()
 
 
@@ -246,7 +249,7 @@ def touch_node(conn: sa.Connection, node_id: str, now: int, version: str | None)
     conn.execute(nodes.update().where(nodes.c.node_id == node_id).values(**values))
 
 
-def directory_rows(conn: sa.Connection) -> list[tuple[sa.Row[Any], list[str]]]:
+def directory_rows(conn: sa.Connection) -> list[tuple[Row, list[str]]]:
     """Active nodes with their stored bindings (JSON text), sorted by node id."""
     active = conn.execute(
         sa.select(nodes).where(nodes.c.status == "active").order_by(nodes.c.node_id)
@@ -324,7 +327,7 @@ def insert_invite(
     )
 
 
-def get_invite_for_update(conn: sa.Connection, token_sha256: str) -> sa.Row[Any] | None:
+def get_invite_for_update(conn: sa.Connection, token_sha256: str) -> Row | None:
     stmt = sa.select(invites).where(invites.c.token_sha256 == token_sha256)
     if _is_pg(conn):
         stmt = stmt.with_for_update()
@@ -492,7 +495,7 @@ def mailbox_stats(conn: sa.Connection) -> list[dict[str, Any]]:
 # --- expiry -------------------------------------------------------------------------------
 
 
-def take_expired(conn: sa.Connection, now: int, limit: int) -> list[sa.Row[Any]]:
+def take_expired(conn: sa.Connection, now: int, limit: int) -> list[Row]:
     """Expired mailbox rows, locked for this sweeper (others skip them), then deleted."""
     stmt = (
         sa.select(
@@ -547,7 +550,7 @@ _LEDGER_TIMES = (
 )
 
 
-def _ledger_dict(r: sa.Row[Any]) -> dict[str, Any]:
+def _ledger_dict(r: Row) -> dict[str, Any]:
     m = r._mapping
     out: dict[str, Any] = {k: m[k] for k in _LEDGER_COLUMNS}
     for t in _LEDGER_TIMES:
