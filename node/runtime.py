@@ -44,7 +44,7 @@ LAST_POLL_KEY = "last_successful_poll"
 #: Refresh the directory at least this often while the hub is reachable.
 DIRECTORY_MAX_AGE_S = 60.0
 #: ... and never more often than this when forced by an unknown node or key.
-DIRECTORY_MIN_INTERVAL_S = 2.0
+DIRECTORY_MIN_INTERVAL_S = 1.0
 
 
 class NotFound(Exception):
@@ -90,6 +90,7 @@ class Node:
         self.outbox_wakeup = threading.Event()
         self.webhook_wakeup = threading.Event()
         self._dir_lock = threading.Lock()
+        self._fetch_lock = threading.Lock()
         self._directory: Directory | None = None
         self._directory_fetched = 0.0
         self._directory_tried = 0.0
@@ -123,23 +124,34 @@ class Node:
             return self._directory
 
     def refresh_directory(self, *, force: bool = False) -> Directory | None:
-        """Fetch from the hub when stale (or forced); on failure keep the one we have."""
-        now = time.monotonic()
-        fresh = now - self._directory_fetched < DIRECTORY_MAX_AGE_S
-        if self._directory is not None and fresh and not force:
-            return self._directory
-        if now - self._directory_tried < DIRECTORY_MIN_INTERVAL_S and self._directory is not None:
-            return self._directory
-        self._directory_tried = now
-        from node.hub_client import HubError
+        """Fetch from the hub when stale (or forced); on failure keep the one we have.
 
-        try:
-            return self.store_directory(self.client.directory())
-        except HubError as exc:
-            _log.info("directory_refresh_failed", code=exc.code)
-        except ProtocolError as exc:
-            _log.warning("directory_refused", code=exc.code)
-        return self._directory
+        Concurrent callers share one fetch: whoever waited for the lock while another
+        fetched gets that result instead of asking the hub again.
+        """
+        asked = time.monotonic()
+        if (self._directory is not None and not force
+                and asked - self._directory_fetched < DIRECTORY_MAX_AGE_S):
+            return self._directory
+        with self._fetch_lock:
+            now = time.monotonic()
+            if self._directory is not None and self._directory_fetched >= asked:
+                return self._directory
+            if (self._directory is not None and not force
+                    and now - self._directory_fetched < DIRECTORY_MAX_AGE_S):
+                return self._directory
+            if now - self._directory_tried < DIRECTORY_MIN_INTERVAL_S and self._directory:
+                return self._directory
+            self._directory_tried = now
+            from node.hub_client import HubError
+
+            try:
+                return self.store_directory(self.client.directory())
+            except HubError as exc:
+                _log.info("directory_refresh_failed", code=exc.code)
+            except ProtocolError as exc:
+                _log.warning("directory_refused", code=exc.code)
+            return self._directory
 
     @property
     def directory(self) -> Directory:
