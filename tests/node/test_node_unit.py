@@ -227,3 +227,14 @@ def test_forgery_does_not_shadow_the_genuine_message_and_replays_are_refused(mak
         codes = sorted(c for (c,) in conn.execute(sa.select(QUARANTINE.c.code)))
     assert codes == ["bad_signature", "replayed"]
     assert count(b, REFERRALS) == 1 and count(b, INBOX) == 1
+
+
+def test_parallel_sends_to_a_new_member_share_one_directory_refresh(make_node, hub):
+    from concurrent.futures import ThreadPoolExecutor
+
+    a = make_node("shelter-mx")  # its stored directory predates legal-gt
+    make_node("legal-gt")
+    with ThreadPoolExecutor(8) as ex:
+        ids = list(ex.map(lambda i: a.create_referral("legal-gt", sample_referral(i))["id"],
+                          range(16)))
+    assert len(set(ids)) == 16
