@@ -57,11 +57,16 @@ class Workers:
                 self.stop.wait(2.0)
 
     def shutdown(self, timeout: float = 3.0) -> None:
+        """Prompt stop: a receiver in a long-poll is a daemon thread and is not waited for
+        beyond the deadline (anything it had not acknowledged is simply redelivered)."""
+        import time
+
         self.stop.set()
         self.node.outbox_wakeup.set()
         self.node.webhook_wakeup.set()
+        deadline = time.monotonic() + timeout
         for t in self.threads:
-            t.join(timeout)
+            t.join(max(0.0, deadline - time.monotonic()))
 
 
 def create_app(
