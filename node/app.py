@@ -91,6 +91,11 @@ def create_app(
 
             node = open_node(settings, passphrase or get_passphrase())
         app.state.node = node
+        if not getattr(app.state, "metrics_installed", False):
+            from node.api.metrics import metrics_router
+
+            app.include_router(metrics_router(node))
+            app.state.metrics_installed = True
         workers = Workers(node)
         if start_workers:
             workers.start()
@@ -110,7 +115,11 @@ def create_app(
         lifespan=lifespan,
     )
     if node is not None:
+        from node.api.metrics import metrics_router
+
         app.state.node = node
+        app.include_router(metrics_router(node))
+        app.state.metrics_installed = True
     install_problem_handlers(app)
     install_access_log_context(app)
     app.include_router(health.router)

@@ -158,6 +158,47 @@ def api_key_create(
     typer.echo(key)
 
 
+@api_key_app.command("list")
+def api_key_list(data_dir: DataDir) -> None:
+    """API keys by name (only a prefix of each key is stored in clear)."""
+    _logging()
+    import sqlalchemy as sa
+
+    from node.store.queries import API_KEYS, iso
+
+    engine = _migrated_engine(_settings(data_dir))
+    try:
+        with engine.connect() as conn:
+            for r in conn.execute(sa.select(API_KEYS).order_by(API_KEYS.c.id)):
+                state = "revoked" if r.revoked else "active"
+                typer.echo(f"{r.name}\t{r.prefix}...\t{state}\t{iso(r.created_at)}")
+    finally:
+        engine.dispose()
+
+
+@api_key_app.command("revoke")
+def api_key_revoke(
+    data_dir: DataDir,
+    name: Annotated[str, typer.Option("--name", help="Revoke every key with this name")],
+) -> None:
+    """Revoke API keys by name (effective on the next request)."""
+    _logging()
+    import sqlalchemy as sa
+
+    from node.store.queries import API_KEYS
+
+    engine = _migrated_engine(_settings(data_dir))
+    try:
+        with engine.begin() as conn:
+            n = conn.execute(sa.update(API_KEYS).where(API_KEYS.c.name == name)
+                             .values(revoked=True)).rowcount
+    finally:
+        engine.dispose()
+    if not n:
+        _fail(f"no API key named {name!r}")
+    typer.echo(f"revoked {n} key(s) named {name!r}")
+
+
 @webhook_app.command("add")
 def webhook_add(
     data_dir: DataDir,

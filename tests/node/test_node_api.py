@@ -167,3 +167,12 @@ def test_webhooks_signed_retried_logged(make_node):
         assert log[0]["state"] == "delivered" and log[0]["attempts"] == 2
     finally:
         server.shutdown()
+
+
+def test_metrics_are_content_free(api):
+    _, _, ca, _ = api
+    ca.post("/api/v1/referrals", json={"to": "legal-gt", "referral": sample_referral(0)})
+    text = ca.get("/metrics").text
+    assert 'rssn_node_outbox_messages{kind="referral",state="pending"} 1.0' in text
+    assert 'rssn_node_referrals{direction="outbound",status="requested"} 1.0' in text
+    assert "fictional" not in text
