@@ -107,6 +107,11 @@ def serve(
     finally:
         engine.dispose()
     if workers > 1:
+        if s.db_url.startswith("sqlite"):
+            typer.echo(
+                "warning: several workers on one SQLite file contend for its write lock; "
+                "use RSSN_HUB_DB=postgresql://... for more than one process", err=True,
+            )
         # Workers re-create the app from the environment (they unseal the key themselves).
         os.environ["RSSN_HUB_DATA_DIR"] = str(s.data_dir)
         os.environ[PASSPHRASE_ENV] = passphrase

@@ -166,6 +166,17 @@ def ingest(
     return result
 
 
+@dataclass
+class _Decision:
+    index: int
+    status: str  # accepted | duplicate | rejected
+    message_id: str
+    digest: str = ""
+    accepted_ms: int = 0
+    error: ProtocolError | None = None
+    recipient: str | None = None
+
+
 def _store(
     rt: HubRuntime,
     claims: AccessClaims,
@@ -175,38 +186,39 @@ def _store(
     now: datetime,
     directory: Directory,
 ) -> None:
-    hub_key = rt.hub_key
+    """Decide and insert in the (group-committed) transaction; sign receipts after commit,
+    so the write lock is not held for signatures."""
     now_ms = q.dt_to_ms(now)
-    ledger_rows: list[dict[str, Any]] = []
-    mailbox_rows: list[dict[str, Any]] = []
-    accepted_kinds: list[str] = []
-    local: list[tuple[int, Outcome]] = []
-    with rt.engine.begin() as conn:
+
+    def work(conn: sa.Connection) -> tuple[list[_Decision], list[dict[str, Any]]]:
         state = rt.check_node(conn, claims, user_agent)
-        if not pending:
-            return
+        items = pending
+        if not items:
+            return [], []
         if state.directory_version != directory.version:
-            directory = rt.signed_directory(conn, state.directory_version).directory
+            fresh = rt.signed_directory(conn, state.directory_version).directory
             skew = timedelta(seconds=rt.settings.max_skew_seconds)
-            pending = [(i, env, _verify(env, directory, now, skew)) for i, env, _ in pending]
-        existing = q.existing_messages(conn, [env.header.id for _, env, _ in pending])
+            items = [(i, env, _verify(env, fresh, now, skew)) for i, env, _ in items]
+        existing = q.existing_messages(conn, [env.header.id for _, env, _ in items])
         in_batch: dict[str, tuple[str, int]] = {}
-        for i, env, err in pending:
+        decisions: list[_Decision] = []
+        ledger_rows: list[dict[str, Any]] = []
+        mailbox_rows: list[dict[str, Any]] = []
+        for i, env, err in items:
             h = env.header
             digest = env.digest
             prior = existing.get(h.id) or in_batch.get(h.id)
             if prior is not None:
                 if prior[0] == digest:
-                    receipt = make_transport_receipt(hub_key, h.id, digest, _ms_floor_dt(prior[1]))
-                    local.append((i, Outcome(h.id, "duplicate", receipt=receipt, http_status=200)))
+                    decisions.append(_Decision(i, "duplicate", h.id, digest, prior[1]))
                 else:
-                    local.append((i, _rejected(h.id, err or Conflict(
+                    decisions.append(_Decision(i, "rejected", h.id, error=err or Conflict(
                         "a different envelope was already accepted under this id",
                         field="header.id",
-                    ))))
+                    )))
                 continue
             if err is not None:
-                local.append((i, _rejected(h.id, err)))
+                decisions.append(_Decision(i, "rejected", h.id, error=err))
                 continue
             in_batch[h.id] = (digest, now_ms)
             ledger_rows.append(ledger_row(env, digest, now_ms))
@@ -222,18 +234,27 @@ def _store(
                     "leased_until_ms": 0,
                 }
             )
-            accepted_kinds.append(h.kind)
-            receipt = make_transport_receipt(hub_key, h.id, digest, _ms_floor_dt(now_ms))
-            local.append(
-                (i, Outcome(h.id, "accepted", receipt=receipt, http_status=202,
-                            recipient=h.recipient))
-            )
+            decisions.append(_Decision(i, "accepted", h.id, digest, now_ms,
+                                       recipient=h.recipient))
         q.insert_accepted(conn, ledger_rows, mailbox_rows)
-    # Only after commit: a retry after IntegrityError recomputes everything.
-    for i, o in local:
-        outcomes[i] = o
-    for kind in accepted_kinds:
-        rt.metrics.accepted.labels(kind).inc()
+        return decisions, ledger_rows
+
+    decisions, ledger_rows = rt.writer.run(work)
+    # Durable now: sign the receipts (identical bytes for a duplicate: same id, digest, time).
+    hub_key = rt.hub_key
+    for d in decisions:
+        if d.status == "rejected":
+            assert d.error is not None
+            outcomes[d.index] = _rejected(d.message_id, d.error)
+            continue
+        receipt = make_transport_receipt(hub_key, d.message_id, d.digest,
+                                         _ms_floor_dt(d.accepted_ms))
+        outcomes[d.index] = Outcome(
+            d.message_id, d.status, receipt=receipt,
+            http_status=202 if d.status == "accepted" else 200, recipient=d.recipient,
+        )
+    for row in ledger_rows:
+        rt.metrics.accepted.labels(row["kind"]).inc()
     if len(ledger_rows) == 1:
         row = ledger_rows[0]
         _log.info("envelope_accepted", message_id=row["message_id"], kind=row["kind"],

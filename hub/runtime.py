@@ -20,6 +20,7 @@ from .mailbox_waiters import MailboxWaiters
 from .metrics import HubMetrics
 from .settings import HubSettings
 from .store import queries as q
+from .writer import GroupCommitWriter
 
 __all__ = ["HubRuntime", "NodeState"]
 
@@ -41,6 +42,7 @@ class HubRuntime:
     tokens: AccessTokens
     directory: DirectoryCache
     metrics: HubMetrics
+    writer: GroupCommitWriter
     waiters: MailboxWaiters = field(default_factory=MailboxWaiters)
     _touched: dict[str, int] = field(default_factory=dict)
     _touch_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -65,6 +67,7 @@ class HubRuntime:
                 resign_seconds=settings.directory_resign_seconds,
             ),
             metrics=HubMetrics(eng),
+            writer=GroupCommitWriter(eng),
         )
 
     def check_node(
@@ -94,4 +97,5 @@ class HubRuntime:
         return self.directory.get(conn, version)
 
     def close(self) -> None:
+        self.writer.close()
         self.engine.dispose()

@@ -339,3 +339,30 @@ def test_node_auth_state_for_unknown_node(rt: HubRuntime) -> None:
         assert q.node_auth_state(conn, "nobody") is None
         assert q.recipients_with_available(conn, ["nobody"], q.now_ms()) == set()
         assert isinstance(conn.execute(sa.text("SELECT 1")).scalar(), int)
+
+
+def test_group_commit_isolates_failures_and_answers_after_commit(rt: HubRuntime) -> None:
+    """Concurrent work shares transactions; one failing piece does not undo the others."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(i: int) -> int:
+        def w(conn: sa.Connection) -> int:
+            q.insert_invite(conn, token_sha256=f"{i:064x}", node_id=f"node-{i:03d}",
+                            organization="X", country="MX", now=1, expires_at=2)
+            if i % 5 == 0:
+                raise ValueError("refused")
+            return i
+        return rt.writer.run(w)
+
+    with ThreadPoolExecutor(8) as ex:
+        futures = [ex.submit(work, i) for i in range(60)]
+        results = []
+        for f in futures:
+            try:
+                results.append(f.result())
+            except ValueError:
+                results.append(-1)
+    assert results == [-1 if i % 5 == 0 else i for i in range(60)]
+    with rt.engine.begin() as conn:
+        stored = {r[0] for r in conn.execute(sa.select(q.invites.c.node_id))}
+    assert stored == {f"node-{i:03d}" for i in range(60) if i % 5}
