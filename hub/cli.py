@@ -87,6 +87,10 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8000, help="TCP port."),
     workers: int = typer.Option(1, min=1, help="uvicorn worker processes (share the database)."),
+    access_log: bool = typer.Option(
+        True, "--access-log/--no-access-log",
+        help="One JSON line per request (method, route template, status; no query strings).",
+    ),
 ) -> None:
     """Serve the API (uvicorn) with the expiry sweeper running in the background."""
     import uvicorn
@@ -117,11 +121,12 @@ def serve(
         os.environ[PASSPHRASE_ENV] = passphrase
         uvicorn.run(
             "hub.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-            log_config=None, access_log=False,
+            log_config=None, access_log=access_log,
         )
         return
     uvicorn.run(
-        create_app(s, hub_key=key), host=host, port=port, log_config=None, access_log=False,
+        create_app(s, hub_key=key), host=host, port=port, log_config=None,
+        access_log=access_log,
     )
 
 

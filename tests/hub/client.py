@@ -136,17 +136,19 @@ class NodeClient:
         header = {"alg": "EdDSA", "kid": key.kid, "typ": "JWT"}
         return jwt.encode(header, claims, okp, algorithms=["EdDSA"])
 
-    def token_request(self, assertion: str | None = None) -> httpx.Response:
+    def token_request(
+        self, assertion: str | None = None, client_id: str | None = ""
+    ) -> httpx.Response:
+        """`client_id=""` sends our node id; None leaves the optional member out."""
         assert self.token_endpoint, "enroll first"
-        return self.http.post(
-            self.token_endpoint,
-            data={
-                "grant_type": "client_credentials",
-                "client_assertion_type": ASSERTION_TYPE,
-                "client_assertion": assertion or self.assertion(),
-                "client_id": self.node_id,
-            },
-        )
+        data = {
+            "grant_type": "client_credentials",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion or self.assertion(),
+        }
+        if client_id is not None:
+            data["client_id"] = client_id or self.node_id
+        return self.http.post(self.token_endpoint, data=data)
 
     def login(self) -> str:
         r = self.token_request()

@@ -150,9 +150,13 @@ def test_client_assertions_are_checked(hub: Hub) -> None:
         "unknown node": a.assertion(claims={"iss": "org-zz", "sub": "org-zz"}),
     }
     for what, assertion in bad.items():
-        r = a.token_request(assertion)
-        assert r.status_code == 401, what
-        assert _code(r) == "unauthorized" and r.json()["error"] == "invalid_client", what
+        for client_id in ("", None):  # with our client_id, and without the optional member
+            r = a.token_request(assertion, client_id=client_id)
+            assert r.status_code == 401, what
+            assert _code(r) == "unauthorized" and r.json()["error"] == "invalid_client", what
+    # client_id naming another node than the assertion's sub.
+    r = a.token_request(a.assertion(), client_id="org-b")
+    assert r.status_code == 401
     # A jti is single-use.
     once = a.assertion()
     assert a.token_request(once).status_code == 200
