@@ -91,18 +91,18 @@ StartHub = Callable[..., Hub]
 def start_hub(
     spawn_service: Callable[..., ServiceProcess], free_port: Callable[[], int], tmp_path: Path
 ) -> Iterator[StartHub]:
-    """start_hub(name="hub", db_url=None, **env) -> a running, initialised hub."""
+    """start_hub(name="hub", db_url=None, serve_args=(), **env) -> a running, initialised hub."""
     hubs: list[Hub] = []
 
     def start(name: str = "hub", db_url: str | None = None, data_dir: Path | None = None,
-              **extra: str) -> Hub:
+              serve_args: tuple[str, ...] = (), **extra: str) -> Hub:
         env = hub_env(db_url, **extra)
         d = data_dir or tmp_path / name
         init = run_cli(["init", "--data-dir", str(d)], env)
         assert "fingerprint SHA256:" in init.stdout
         port = free_port()
         proc = spawn_service(
-            [RSSN_HUB, "serve", "--data-dir", str(d), "--port", str(port)],
+            [RSSN_HUB, "serve", "--data-dir", str(d), "--port", str(port), *serve_args],
             name=name,
             health_url=f"http://127.0.0.1:{port}/readyz",
             env={**env, "RSSN_HUB_DB": db_url} if db_url else {**env, "RSSN_HUB_DB": None},

@@ -124,3 +124,22 @@ def test_two_sweepers_notify_the_sender_once(two_hubs: tuple[Hub, Hub]) -> None:
     ids = [a.verify_notice(i)["message_id"] for i in collected.values()]
     assert sorted(ids) == sorted(e.header.id for e in envs)  # one notice per envelope
     assert a2.ack(list(collected)).json() == {"acked": 20}
+
+
+def test_serve_with_two_workers(start_hub: StartHub, pg_url_factory: Callable[[], str]) -> None:
+    """`rssn-hub serve --workers 2`: uvicorn workers rebuild the app from the environment."""
+    hub = start_hub(db_url=pg_url_factory(), serve_args=("--workers", "2"))
+    a = hub.enrolled("org-a")
+    b = hub.enrolled("org-b")
+    envs = [a.seal_to("org-b") for _ in range(20)]
+    for e in envs:
+        assert a.submit(e).status_code == 202
+    seen: list[str] = []
+    while len(seen) < 20:
+        items = b.items(wait=10)
+        assert items, "mail went missing"
+        seen += [i["id"] for i in items]
+        b.ack([i["id"] for i in items])
+    assert sorted(seen) == sorted(e.header.id for e in envs)
+    starts = [x for x in hub.proc.json_logs() if x.get("event") == "hub_started"]
+    assert len({x["pid"] for x in starts}) == 2
