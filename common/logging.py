@@ -374,6 +374,10 @@ def configure_logging(service: str, *, level: str = "INFO", stream: TextIO | Non
         lib_logger.setLevel(logging.NOTSET)
     # Connection-level chatter is never useful in production.
     logging.getLogger("httpcore").setLevel(max(numeric_level, logging.WARNING))
+    # SQLAlchemy's engine logger prints statements *with bound parameters* at INFO: envelope
+    # bytes on the hub, referral fields on a node. Never below WARNING, whatever the level.
+    for name in ("sqlalchemy", "sqlalchemy.engine", "sqlalchemy.engine.Engine", "sqlalchemy.pool"):
+        logging.getLogger(name).setLevel(max(numeric_level, logging.WARNING))
 
     structlog.configure(
         # No PositionalArgumentsFormatter: ``log.info("x %s", value)`` would

@@ -255,3 +255,25 @@ def test_real_uvicorn_access_log_has_template_and_no_query(
     assert CANARY not in text
     lines = [json.loads(x) for x in text.splitlines() if x.strip()]  # every line is JSON
     assert any(d.get("event") == "item_read" and d.get("query_text") == REDACTED for d in lines)
+
+
+def test_sqlalchemy_statements_never_reach_the_log_even_at_debug() -> None:
+    """Bound parameters (envelope bytes, referral fields) must not be logged (hub finding)."""
+    import io
+
+    import sqlalchemy as sa
+
+    from common.logging import configure_logging, reset_logging
+
+    buf = io.StringIO()
+    configure_logging("test", level="DEBUG", stream=buf)
+    try:
+        engine = sa.create_engine("sqlite://")
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE t (x TEXT)"))
+            conn.execute(sa.text("INSERT INTO t VALUES (:x)"), {"x": "CANARY-Pérez-7731"})
+        engine.dispose()
+        assert "CANARY" not in buf.getvalue()
+        assert "INSERT INTO" not in buf.getvalue()
+    finally:
+        reset_logging()
