@@ -33,6 +33,7 @@ from .envelope import (
     digest,
     open_envelope,
     parse_envelope,
+    parse_envelope_value,
     seal,
     verify_outer,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "open_envelope",
     "parse_canonical",
     "parse_envelope",
+    "parse_envelope_value",
     "parse_json",
     "parse_time",
     "seal",

@@ -70,6 +70,7 @@ __all__ = [
     "digest",
     "open_envelope",
     "parse_envelope",
+    "parse_envelope_value",
     "seal",
     "verify_outer",
 ]
@@ -423,6 +424,43 @@ def _load(data: bytes) -> Any:
         return parse_canonical(data)  # raises the precise typed error, or handles big ints
 
 
+def _assemble_raw(value: Mapping[str, Any], header_bytes: bytes) -> bytes:
+    return b"".join(
+        (
+            b'{"ciphertext":"', value["ciphertext"].encode(), b'","header":', header_bytes,
+            b',"nonce":"', value["nonce"].encode(), b'","sealed_key":"',
+            value["sealed_key"].encode(), b'","sig":"', value["sig"].encode(), b'"}',
+        )
+    )
+
+
+def _plain_members(value: Mapping[str, Any]) -> bool:
+    return (
+        set(value) == _ENVELOPE_MEMBERS
+        and isinstance(value.get("header"), dict)
+        and all(_is_b64u_text(value[k]) for k in ("ciphertext", "nonce", "sealed_key", "sig"))
+    )
+
+
+def _check_version(value: Mapping[str, Any]) -> None:
+    header_json = value.get("header")
+    if isinstance(header_json, dict) and "v" in header_json:
+        v = header_json["v"]
+        if v != PROTOCOL_VERSION or isinstance(v, bool):
+            raise UnsupportedVersion("protocol version not supported", field="header.v")
+
+
+def _build(value: Mapping[str, Any], raw: bytes, header_bytes: bytes) -> Envelope:
+    header = Header.from_json(value["header"])
+    sealed_key = b64u_decode(value["sealed_key"], field="sealed_key", length=_SEALED_KEY_BYTES)
+    nonce = b64u_decode(value["nonce"], field="nonce", length=24)
+    ciphertext = b64u_decode(value["ciphertext"], field="ciphertext")
+    if len(ciphertext) < 1024 + 16 or (len(ciphertext) - 16) != bucket_size(len(ciphertext) - 17):
+        raise Malformed("ciphertext length is not a padding bucket", field="ciphertext")
+    signature = b64u_decode(value["sig"], field="sig", length=64)
+    return Envelope(header, sealed_key, nonce, ciphertext, signature, raw, header_bytes)
+
+
 def parse_envelope(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
     """Structural checks only (SPEC 7.1): size, canonical JSON, members, version, base64."""
     if not isinstance(data, bytes | bytearray):
@@ -433,40 +471,35 @@ def parse_envelope(data: bytes, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envel
     value = _load(data)
     if not isinstance(value, dict):
         raise Malformed("envelope must be an object")
-    header_json = value.get("header")
-    if isinstance(header_json, dict) and "v" in header_json:
-        v = header_json["v"]
-        if v != PROTOCOL_VERSION or isinstance(v, bool):
-            raise UnsupportedVersion("protocol version not supported", field="header.v")
+    _check_version(value)
     # Canonical form (RFC 8785). The four binary members are base64url text, which JCS
     # writes verbatim, so the expected bytes are assembled around the canonical header.
-    if (
-        set(value) == _ENVELOPE_MEMBERS
-        and isinstance(header_json, dict)
-        and all(_is_b64u_text(value[k]) for k in ("ciphertext", "nonce", "sealed_key", "sig"))
-    ):
-        header_bytes = canonical_bytes(header_json)
-        expected = b"".join(
-            (
-                b'{"ciphertext":"', value["ciphertext"].encode(), b'","header":', header_bytes,
-                b',"nonce":"', value["nonce"].encode(), b'","sealed_key":"',
-                value["sealed_key"].encode(), b'","sig":"', value["sig"].encode(), b'"}',
-            )
-        )
-        if expected != data:
-            parse_canonical(data)  # a precise error for invalid UTF-8, duplicates, ...
-            raise NonCanonical("bytes are not RFC 8785 canonical")
-    else:
+    if not _plain_members(value):
         parse_canonical(data)
         raise Malformed("envelope members", field="envelope")
-    header = Header.from_json(header_json)
-    sealed_key = b64u_decode(value["sealed_key"], field="sealed_key", length=_SEALED_KEY_BYTES)
-    nonce = b64u_decode(value["nonce"], field="nonce", length=24)
-    ciphertext = b64u_decode(value["ciphertext"], field="ciphertext")
-    if len(ciphertext) < 1024 + 16 or (len(ciphertext) - 16) != bucket_size(len(ciphertext) - 17):
-        raise Malformed("ciphertext length is not a padding bucket", field="ciphertext")
-    signature = b64u_decode(value["sig"], field="sig", length=64)
-    return Envelope(header, sealed_key, nonce, ciphertext, signature, data, header_bytes)
+    header_bytes = canonical_bytes(value["header"])
+    if _assemble_raw(value, header_bytes) != data:
+        parse_canonical(data)  # a precise error for invalid UTF-8, duplicates, ...
+        raise NonCanonical("bytes are not RFC 8785 canonical")
+    return _build(value, data, header_bytes)
+
+
+def parse_envelope_value(value: object, *, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
+    """Like parse_envelope for an envelope already parsed from JSON (e.g. one member of a batch).
+
+    The canonical bytes are rebuilt from the value, so the envelope's digest is the same as if
+    it had arrived alone; only the "bytes were canonical" check has nothing to compare.
+    """
+    if not isinstance(value, dict):
+        raise Malformed("envelope must be an object")
+    _check_version(value)
+    if not _plain_members(value):
+        raise Malformed("envelope members", field="envelope")
+    header_bytes = canonical_bytes(value["header"])
+    raw = _assemble_raw(value, header_bytes)
+    if len(raw) > max_bytes:
+        raise TooLarge("envelope exceeds the size limit")
+    return _build(value, raw, header_bytes)
 
 
 def check_times(header: Header, now: datetime, max_skew: timedelta = DEFAULT_MAX_SKEW) -> None:

@@ -15,6 +15,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import nacl.exceptions
@@ -134,15 +135,17 @@ class SigningKeyPair:
             raise Malformed("Ed25519 seed must be 32 bytes", field="seed")
         return cls(seed)
 
-    @property
+    # cached_property writes to the instance __dict__, which a frozen dataclass permits:
+    # deriving the libsodium key once matters on the hub's signing hot path.
+    @cached_property
     def _sk(self) -> nacl.signing.SigningKey:
         return nacl.signing.SigningKey(self.seed)
 
-    @property
+    @cached_property
     def public(self) -> bytes:
         return bytes(self._sk.verify_key)
 
-    @property
+    @cached_property
     def kid(self) -> str:
         return signing_kid(self.public)
 

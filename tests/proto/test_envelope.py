@@ -141,3 +141,18 @@ def test_errors_carry_stable_codes() -> None:
         assert required in codes
     p = E.Expired("x", field="header.expires_at").to_problem()
     assert p["type"] == "urn:rssn:problem:expired" and p["status"] == 422
+
+
+def test_parse_envelope_value_matches_bytes_form(world: World) -> None:
+    from protocol import parse_envelope_value
+
+    env = world.seal(world.a, world.b, meta={"priority": "urgent"})
+    from_value = parse_envelope_value(json.loads(env.raw))
+    assert from_value.raw == env.raw and from_value.digest == env.digest
+    verify_outer(from_value, world.directory, now=NOW)
+    with pytest.raises(E.Malformed):
+        parse_envelope_value([1, 2])
+    with pytest.raises(E.UnsupportedVersion):
+        parse_envelope_value({**json.loads(env.raw), "header": {**json.loads(env.raw)["header"], "v": 9}})
+    with pytest.raises(E.TooLarge):
+        parse_envelope_value(json.loads(env.raw), max_bytes=100)
