@@ -1,4 +1,5 @@
-"""The local API (in-process TestClient, FakeHub) and webhook signing/delivery."""
+"""The local API (in-process TestClient, node talking to a real hub) and webhooks (a real
+receiver on a loopback socket): signing, retries, the delivery log."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from node.api.deps import create_api_key
 from node.app import create_app
+from node.hub_client import HubUnavailable
 from node.samples import sample_referral
 from node.webhooks import WebhookDeliverer, add_webhook, delivery_log, verify_signature
 from tests.node.conftest import pump
@@ -42,7 +44,7 @@ def test_api_requires_a_key(api):
 
 def test_api_referral_flow(api):
     a, b, ca, cb = api
-    r = ca.post("/api/v1/referrals", json={"to": "legal-gt", "referral": sample_referral(0)})
+    r = ca.post("/api/v1/referrals", json={"to": b.node_id, "referral": sample_referral(0)})
     assert r.status_code == 202, r.text
     rid = r.json()["id"]
     assert r.json()["status"] == "requested"
@@ -50,7 +52,7 @@ def test_api_referral_flow(api):
     items = cb.get("/api/v1/referrals", params={"direction": "inbound"}).json()["items"]
     assert [i["id"] for i in items] == [rid]
     assert {"id", "direction", "from", "to", "status", "updated_at"} <= set(items[0])
-    assert items[0]["from"] == "shelter-mx" and items[0]["status"] == "received"
+    assert items[0]["from"] == a.node_id and items[0]["status"] == "received"
     assert cb.get("/api/v1/referrals", params={"status": "accepted"}).json()["items"] == []
     r = cb.post(f"/api/v1/referrals/{rid}/status", json={"status": "completed"})
     assert r.status_code == 409
@@ -63,7 +65,7 @@ def test_api_referral_flow(api):
     assert d["status"] == "accepted"
     assert d["referral"]["priority"] == "high"
     assert [(h["actor"], h["event"]) for h in d["history"]] == [
-        ("shelter-mx", "requested"), ("legal-gt", "received"), ("legal-gt", "accepted")]
+        (a.node_id, "requested"), (b.node_id, "received"), (b.node_id, "accepted")]
     assert all(h["at"].endswith("Z") for h in d["history"])
     r = ca.post(f"/api/v1/referrals/{rid}/withdraw-consent", json={"note": "asked us to stop"})
     assert r.status_code == 202 and r.json()["restricted"] is True
@@ -74,31 +76,32 @@ def test_api_referral_flow(api):
 
 
 def test_api_refusals_are_problems(api):
-    _, _, ca, _ = api
+    _, b, ca, _ = api
     bad_consent = sample_referral(0, consent_status="refused")
-    r = ca.post("/api/v1/referrals", json={"to": "legal-gt", "referral": bad_consent})
+    r = ca.post("/api/v1/referrals", json={"to": b.node_id, "referral": bad_consent})
     assert r.status_code == 422 and r.json()["code"] == "consent_missing"
     doc = sample_referral(0)
     del doc["consent"]
-    r = ca.post("/api/v1/referrals", json={"to": "legal-gt", "referral": doc})
+    r = ca.post("/api/v1/referrals", json={"to": b.node_id, "referral": doc})
     assert r.status_code == 422 and r.json()["code"] == "consent_missing"
     doc = sample_referral(0)
     doc["subject"]["secret_field"] = "Ana Lopez"
-    r = ca.post("/api/v1/referrals", json={"to": "legal-gt", "referral": doc})
+    r = ca.post("/api/v1/referrals", json={"to": b.node_id, "referral": doc})
     assert r.status_code == 400 and r.json()["code"] == "malformed"
     assert "Ana Lopez" not in r.text and "secret_field" not in r.text
     r = ca.post("/api/v1/referrals", json={"to": "nobody-x", "referral": sample_referral(0)})
     assert r.status_code == 422 and r.json()["code"] == "wrong_recipient"
-    r = ca.post("/api/v1/referrals", json={"to": "legal-gt"})
+    r = ca.post("/api/v1/referrals", json={"to": b.node_id})
     assert r.status_code == 422 and r.json()["code"] == "validation_error"
     assert ca.get("/api/v1/referrals").json()["items"] == []
 
 
 def test_api_directory_and_docs(api):
-    _, _, ca, _ = api
+    a, b, ca, _ = api
     d = ca.get("/api/v1/directory").json()
-    assert {i["node_id"] for i in d["items"]} == {"shelter-mx", "legal-gt"}
-    gt = next(i for i in d["items"] if i["node_id"] == "legal-gt")
+    # the hub is shared by this session's tests: everyone enrolled so far is a member
+    assert {i["node_id"] for i in d["items"]} >= {a.node_id, b.node_id}
+    gt = next(i for i in d["items"] if i["node_id"] == b.node_id)
     assert gt["organization"] == "Legal Aid" and gt["country"] == "GT"
     assert gt["signing_key_fingerprint"].startswith("SHA256:")
     assert ca.get("/docs").status_code == 200
@@ -106,6 +109,25 @@ def test_api_directory_and_docs(api):
     assert "/api/v1/referrals/{referral_id}/withdraw-consent" in paths
     s = ca.get("/api/v1/status").json()
     assert s["hub_reachable"] is True and s["outbox_depth"] == 0
+
+
+def test_api_takes_referrals_while_the_hub_is_unreachable(make_node, proxy):
+    a = make_node("shelter-mx", via_proxy=True)
+    b = make_node("legal-gt")
+    ca = TestClient(create_app(a.settings, node=a, start_workers=False))
+    ca.headers["Authorization"] = f"Bearer {create_api_key(a.engine, 'case-system')}"
+    a.refresh_directory(force=True)  # it knows legal-gt, then the line to the hub is cut
+    proxy.down()
+    r = ca.post("/api/v1/referrals", json={"to": b.node_id, "referral": sample_referral(0)})
+    assert r.status_code == 202, r.text
+    s = ca.get("/api/v1/status").json()
+    assert s["hub_reachable"] is False and s["outbox_depth"] == 1
+    with pytest.raises(HubUnavailable):
+        pump(a)
+    proxy.up()
+    pump(a, b)
+    assert ca.get(f"/api/v1/referrals/{r.json()['id']}").json()["status"] == "received"
+    assert ca.get("/api/v1/status").json()["outbox_depth"] == 0
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -139,7 +161,7 @@ def test_webhooks_signed_retried_logged(make_node):
         _, secret = add_webhook(b.engine, url, ["referral.received", "referral.status"])
         with pytest.raises(ValueError):
             add_webhook(b.engine, url, ["referral.nope"])
-        rid = a.create_referral("legal-gt", sample_referral(0))["id"]
+        rid = a.create_referral(b.node_id, sample_referral(0))["id"]
         pump(a, b)
         deliverer = WebhookDeliverer(b)
         rows = deliverer.due()
@@ -170,8 +192,8 @@ def test_webhooks_signed_retried_logged(make_node):
 
 
 def test_metrics_are_content_free(api):
-    _, _, ca, _ = api
-    ca.post("/api/v1/referrals", json={"to": "legal-gt", "referral": sample_referral(0)})
+    _, b, ca, _ = api
+    ca.post("/api/v1/referrals", json={"to": b.node_id, "referral": sample_referral(0)})
     text = ca.get("/metrics").text
     assert 'rssn_node_outbox_messages{kind="referral",state="pending"} 1.0' in text
     assert 'rssn_node_referrals{direction="outbound",status="requested"} 1.0' in text

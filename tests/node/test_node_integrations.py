@@ -16,7 +16,7 @@ def test_import_then_feed_events(make_node, tmp_path: Path):
     b = make_node("unhcr-cr", "UNHCR", "CR")
     src = tmp_path / "extract.csv"
     generate_progres_csv(src, 8, seed=3, fault_rate=0.0)
-    send = send_referral_factory(a, "unhcr-cr")
+    send = send_referral_factory(a, b.node_id)
     assert run_import("progres", src, send, None, None, "vital_interest", "Protection Officer") == 0
     assert len(a.list_referrals(direction="outbound")) == 8
     # the same extract again (a crash before the case system recorded the ids): no duplicates

@@ -28,7 +28,7 @@ def test_lifecycle_with_postgresql_recipient(make_node, pg_url_factory):
     a = make_node("shelter-mx")
     b = make_node("legal-gt", db_url=pg_url_factory())
     assert b.engine.dialect.name == "postgresql"
-    rid = a.create_referral("legal-gt", sample_referral(0))["id"]
+    rid = a.create_referral(b.node_id, sample_referral(0))["id"]
     pump(a, b)
     b.change_status(rid, "declined", note="out of area", reason_code="out_of_area")
     pump(a, b)
