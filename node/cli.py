@@ -239,6 +239,64 @@ def webhook_log(
         engine.dispose()
 
 
+# -- backup and restore (logic in node/backup.py) ----------------------------------------
+
+
+@app.command()
+def backup(
+    data_dir: DataDir,
+    out: Annotated[Path, typer.Option("--out", help="Archive to write (tar.gz)")],
+) -> None:
+    """One archive: a consistent online copy of the database (safe while `serve` runs), the
+    sealed key file (still encrypted; the passphrase is not in it) and node.json, with a
+    manifest of checksums and the schema revision."""
+    _logging()
+    from node.backup import BackupError, create_backup
+    from node.settings import NotInitialised
+
+    try:
+        manifest = create_backup(_settings(data_dir), out)
+    except (BackupError, NotInitialised) as exc:
+        _fail(str(exc))
+    db = manifest["database"]
+    typer.echo(f"backup of node {manifest['node_id']} written to {out.expanduser().resolve()}")
+    typer.echo(f"database {db['kind']} at schema revision {db['schema_revision']}; "
+               "keys still sealed with the node passphrase (not in the backup)")
+
+
+@app.command()
+def restore(
+    data_dir: DataDir,
+    source: Annotated[Path, typer.Option("--from", help="Archive written by `rssn-node backup`")],
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace a data directory (or RSSN_NODE_DB database) holding a node")
+    ] = False,
+) -> None:
+    """Verify an archive's checksums, then restore it into --data-dir (and RSSN_NODE_DB).
+
+    When RSSN_NODE_PASSPHRASE is set (or a terminal can prompt) the passphrase is checked
+    against the backed-up key file before anything is written."""
+    _logging()
+    from node.backup import BackupError, restore_backup
+    from node.keystore import KeyStoreError, get_passphrase
+
+    try:
+        passphrase: str | None = get_passphrase()
+    except KeyStoreError:
+        passphrase = None
+    try:
+        manifest = restore_backup(_settings(data_dir), source, force=force, passphrase=passphrase)
+    except BackupError as exc:
+        _fail(str(exc))
+    db = manifest["database"]
+    typer.echo(f"restored node {manifest['node_id']} (backup of {manifest['created_at']}) "
+               f"into {data_dir.expanduser().resolve()}")
+    typer.echo(f"database {db['kind']} at schema revision {db['schema_revision']}"
+               + ("" if passphrase is not None else "; passphrase not checked"))
+    typer.echo("start `rssn-node serve`: it resends its outbox and fetches waiting mail; "
+               "mail acknowledged after the backup time is not in the restored node")
+
+
 # -- case-system adapters (logic in adapters/cli.py) -------------------------------------
 
 sync_app = typer.Typer(no_args_is_help=True, help="Keep a case system in sync with the node.")
