@@ -20,6 +20,9 @@ api_key_app = typer.Typer(no_args_is_help=True, help="API keys for the local API
 webhook_app = typer.Typer(no_args_is_help=True, help="Webhooks for case systems.")
 app.add_typer(api_key_app, name="api-key")
 app.add_typer(webhook_app, name="webhook")
+services_app = typer.Typer(no_args_is_help=True,
+                           help="The organisation's services in the network directory (HSDS 3.0).")
+app.add_typer(services_app, name="services")
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="The node's data directory.")]
 
@@ -138,6 +141,96 @@ def status(data_dir: DataDir) -> None:
     width = max(len(k) for k in report)
     for key, value in report.items():
         typer.echo(f"{key.replace('_', ' '):<{width}}  {value if value is not None else '-'}")
+
+
+# -- published services (HSDS 3.0, carried in the hub-signed directory) -------------------
+
+
+def _hub_client(data_dir: Path) -> Any:
+    """A hub client holding this node's signing key (for the Bearer token)."""
+    from node.hub_client import HubClient
+    from node.keystore import KeyStoreError, get_passphrase, load_keys
+    from node.settings import NotInitialised
+
+    settings = _settings(data_dir)
+    try:
+        config = settings.load_config()
+        keys = load_keys(settings.keys_path, get_passphrase())
+    except (KeyStoreError, NotInitialised) as exc:
+        _fail(str(exc))
+    return HubClient(config.hub_url, node_id=config.node_id, signing=keys.signing,
+                     token_endpoint=config.token_endpoint)
+
+
+def _hub_call_failed(exc: Any) -> NoReturn:
+    """One clear message per way the hub can say no (codes and paths only, never values)."""
+    from node.hub_client import HubRejected
+
+    problem = exc.problem or {}
+    if exc.code == "validation_error":
+        lines = [f"the hub refused the services file (validation_error): "
+                 f"{problem.get('detail') or 'not valid HSDS 3.0'}"]
+        lines += [f"  {e}" for e in problem.get("errors", [])]
+        _fail("\n".join(lines), 2)
+    if exc.code == "too_large" or exc.status == 413:
+        _fail("the services file is too large for the hub (limit 4 MiB)", 2)
+    if exc.status in (400, 401, 403):
+        _fail(f"the hub refused this node's credentials ({exc.code}); "
+              "is the node revoked or its key replaced?")
+    if isinstance(exc, HubRejected):
+        _fail(f"the hub refused the request ({exc.code}, HTTP {exc.status})")
+    _fail(f"hub unreachable ({exc.code}); nothing was changed, try again later")
+
+
+@services_app.command("publish")
+def services_publish(
+    file: Annotated[Path, typer.Argument(help="HSDS 3.0 JSON: an organization with its "
+                                              "services, or a list of services")],
+    data_dir: DataDir,
+) -> None:
+    """Send the file to the hub (PUT /v1/services); it replaces what was published before and
+    reaches every member in the next signed directory."""
+    _logging()
+    from node.hub_client import HubError
+
+    try:
+        raw = file.expanduser().read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror or exc}")
+    try:
+        json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        _fail(f"{file} is not UTF-8 text")
+    except json.JSONDecodeError as exc:
+        _fail(f"{file} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", 2)
+    client = _hub_client(data_dir)
+    try:
+        answer = client.put_services(raw)
+    except HubError as exc:
+        _hub_call_failed(exc)
+    finally:
+        client.close()
+    typer.echo(f"published {answer.get('services')} service(s) for {answer.get('node_id')}: "
+               + ("changed, directory version now " if answer.get("changed")
+                  else "unchanged, directory version ")
+               + str(answer.get("directory_version")))
+    typer.echo(json.dumps(answer, indent=2, ensure_ascii=False))
+
+
+@services_app.command("show")
+def services_show(data_dir: DataDir) -> None:
+    """Print what the hub holds for this node (GET /v1/services, normalised HSDS 3.0)."""
+    _logging()
+    from node.hub_client import HubError
+
+    client = _hub_client(data_dir)
+    try:
+        answer = client.get_services()
+    except HubError as exc:
+        _hub_call_failed(exc)
+    finally:
+        client.close()
+    typer.echo(json.dumps(answer, indent=2, ensure_ascii=False))
 
 
 @api_key_app.command("create")

@@ -273,3 +273,20 @@ class HubClient:
         r = self._authed("POST", "/v1/mailbox/ack", json={"ids": id_list})
         _raise_for(r)
         return int(r.json().get("acked", 0))
+
+    # -- published services (HSDS 3.0; hub/console/api.py) ----------------------------
+
+    def put_services(self, document: bytes) -> dict[str, Any]:
+        """Replace what this member publishes; the hub answers with counts and the new
+        directory version (the services travel in the signed directory)."""
+        r = self._authed("PUT", "/v1/services", content=document,
+                         headers={"Content-Type": "application/json"})
+        _raise_for(r)
+        result: dict[str, Any] = r.json()
+        return result
+
+    def get_services(self) -> dict[str, Any]:
+        r = self._authed("GET", "/v1/services")
+        _raise_for(r)
+        result: dict[str, Any] = r.json()
+        return result

@@ -88,6 +88,17 @@ class RealHub:
                                  country=country)
         return token
 
+    def cli(self, *args: str) -> str:
+        """Run `rssn-hub <command> --data-dir <ours> ...` as an operator would."""
+        import subprocess
+
+        proc = subprocess.run([RSSN_HUB, args[0], "--data-dir", str(self.data_dir), *args[1:]],
+                              env=base_env(hub_env()), capture_output=True, text=True,
+                              timeout=300, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"rssn-hub {args[0]} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
