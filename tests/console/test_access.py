@@ -304,8 +304,7 @@ def test_signed_directory_carries_published_services(scenario: Scenario) -> None
     c = scenario.clients["hn-cdh"]
     d = c.refresh_directory()
     entry = d.entry("mx-sin-fronteras")
-    if not entry.services:
-        pytest.xfail("hub/directory.py does not pass services yet (notes/requests-console.md)")
+    assert entry.services
     svc = entry.services[0]
     assert svc["status"] == "active"
     assert svc["service_at_locations"][0]["location"]["longitude"] == -99.13
