@@ -11,6 +11,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -64,6 +65,25 @@ def _migrate(s: HubSettings) -> None:
         engine.dispose()
 
 
+def _migrate_and_say(s: HubSettings) -> None:
+    """Migrate, and tell the operator in one line what happened to the schema (init runs at
+    WARNING, so the JSON `database_upgraded` event alone would not be seen). On stderr, so
+    stdout stays the key id and fingerprint that scripts read."""
+    from common.db import current_revision, head_revision
+
+    before, head = current_revision(s.db_url, MIGRATIONS_DIR), head_revision(MIGRATIONS_DIR)
+    if before is not None and before != head:
+        typer.echo(f"upgrading database schema from {before} to {head}", err=True)
+    _migrate(s)
+    after = current_revision(s.db_url, MIGRATIONS_DIR)
+    if before is None:
+        typer.echo(f"database schema created (revision {after})", err=True)
+    elif before != after:
+        typer.echo(f"database schema upgraded from {before} to {after}", err=True)
+    else:
+        typer.echo(f"database schema up to date (revision {after})", err=True)
+
+
 @app.command()
 def init(data_dir: Path = DataDir) -> None:
     """Create (or upgrade) the database and the hub key; print the key's fingerprint."""
@@ -71,7 +91,7 @@ def init(data_dir: Path = DataDir) -> None:
 
     s = _settings(data_dir)
     setup_logging(level=os.environ.get("RSSN_HUB_LOG_LEVEL", "WARNING"))
-    _migrate(s)
+    _migrate_and_say(s)
     engine = make_engine(s.db_url)
     try:
         public, created = create_or_get_public(engine, lambda: _passphrase(confirm=True))
@@ -178,6 +198,80 @@ def revoke(
     finally:
         engine.dispose()
     typer.echo(f"revoked {node_id}" if changed else f"{node_id} was already revoked")
+
+
+@app.command()
+def backup(
+    out: Annotated[Path, typer.Option("--out", help="Backup file to write (a .sha256 goes "
+                                      "beside it).")],
+    data_dir: Path = DataDir,
+) -> None:
+    """Back up the hub database while the hub runs: pg_dump (custom format) of RSSN_HUB_DB, or
+    SQLite's online backup. The hub key inside stays sealed with the passphrase."""
+    from common.db import current_revision
+
+    from .backup import BackupError, dump_database
+
+    s = _settings(data_dir)
+    setup_logging(level=os.environ.get("RSSN_HUB_LOG_LEVEL", "WARNING"))
+    try:
+        revision = current_revision(s.db_url, MIGRATIONS_DIR)
+        kind = dump_database(s.db_url, out)
+    except BackupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"hub database ({kind}, schema revision {revision}) written to "
+               f"{out.expanduser().resolve()} (+ .sha256)")
+
+
+def _database_holds_data(url: str) -> bool:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    from common.db import normalize_url
+
+    u = make_url(normalize_url(url))
+    if u.get_backend_name() == "sqlite":
+        return bool(u.database) and Path(str(u.database)).exists()
+    engine = make_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return bool(sa.inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def restore(
+    source: Annotated[Path, typer.Option("--from", help="File written by `rssn-hub backup` (or "
+                                         "deploy/scripts/hub_db_backup.py).")],
+    data_dir: Path = DataDir,
+    force: bool = typer.Option(False, "--force",
+                               help="Replace a database that already holds a hub."),
+) -> None:
+    """Restore a backup into --data-dir's SQLite file or RSSN_HUB_DB (stop every hub process
+    first). Refuses a database that is not empty unless --force."""
+    from common.db import current_revision
+
+    from .backup import BackupError, restore_database
+
+    s = _settings(data_dir)
+    setup_logging(level=os.environ.get("RSSN_HUB_LOG_LEVEL", "WARNING"))
+    try:
+        if _database_holds_data(s.db_url) and not force:
+            raise BackupError("the hub database already holds data; restore into an empty "
+                              "database (or a new --data-dir), or stop every hub process and "
+                              "add --force to replace it")
+        _kind, checked = restore_database(s.db_url, source, clean=force)
+        revision = current_revision(s.db_url, MIGRATIONS_DIR)
+    except BackupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if not checked:
+        typer.echo(f"note: no {source.name}.sha256 beside the file; checksum not verified",
+                   err=True)
+    typer.echo(f"restored {source.name} (schema revision {revision}); start `rssn-hub serve`: "
+               "it upgrades the schema if needed and logs hub_started with the key id")
 
 
 def _fmt(t: datetime | None) -> str:
