@@ -141,8 +141,14 @@ def baseline_ingest_per_s(n: int = 4000, connections: int = 8) -> float:
 
 # -- registry ----------------------------------------------------------------------------------
 
-Measure = Callable[[argparse.Namespace], dict[str, float]]
+Measure = Callable[[argparse.Namespace], dict[str, Any]]
 MEASURES: list[tuple[str, Measure]] = []
+NOTES: dict[str, str] = {}
+
+
+def record_note(group: str, text: str) -> None:
+    """A remark that belongs in the results (a figure not measured and why, a disturbance)."""
+    NOTES[group] = f"{NOTES[group]}; {text}" if group in NOTES else text
 
 
 def measure(name: str) -> Callable[[Measure], Measure]:
@@ -173,27 +179,37 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=3, help="runs per figure (median reported)")
     ap.add_argument("--only", default="", help="comma-separated measurement groups")
+    ap.add_argument("--quick", action="store_true",
+                    help="smaller runs, one repetition (a smoke test of the harness)")
     ap.add_argument("--out", default=str(RESULTS / "latest.json"))
     args = ap.parse_args(argv)
+    if args.quick:
+        args.repeat = 1
     _load_plugins()
     console = Console()
     results: dict[str, Any] = {"machine": machine(), "repeat": args.repeat,
                                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    notes: dict[str, str] = {}
+    notes = NOTES
+    load: dict[str, list[float]] = {}
     only = {s for s in args.only.split(",") if s}
     for name, fn in MEASURES:
         if only and name not in only:
             continue
-        console.print(f"[bold]measuring {name}[/bold] ...")
+        console.print(f"[bold]measuring {name}[/bold] (load average {os.getloadavg()[0]:.2f}) ...")
         t0 = time.perf_counter()
         try:
             results.update(fn(args))
         except Exception as exc:  # a failed measurement is reported, not hidden
-            notes[name] = f"{type(exc).__name__}: {exc}"
+            record_note(name, f"{type(exc).__name__}: {exc}")
             console.print(f"[red]{name} failed: {exc}[/red]")
+        # The machine is shared: the 1-minute load average after each group says whether
+        # something else was running (2 cores: above ~2.5 means figures are disturbed).
+        load[name] = [round(os.getloadavg()[0], 2), round(time.perf_counter() - t0, 1)]
         console.print(f"  done in {time.perf_counter() - t0:.1f} s")
     if "hub_ingest_per_s" in results and results.get("baseline_ingest_per_s"):
         results["hub_ingest_ratio"] = results["hub_ingest_per_s"] / results["baseline_ingest_per_s"]
+    results["loadavg_1m_and_seconds_by_group"] = load
+    results["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results["notes"] = notes
     table = Table(title="rssn bench (medians)")
     for col in ("figure", "value", "target", "met"):
@@ -211,4 +227,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # `python -m bench.run` runs this file as __main__; the plugins register with the module
+    # `bench.run`, so hand over to that one (else their measurements would be invisible).
+    from bench import run as _registry
+
+    raise SystemExit(_registry.main())
