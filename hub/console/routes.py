@@ -353,6 +353,26 @@ def flows_json(request: Request, me: Reader) -> Response:
     return JSONResponse(body, headers=SECURITY_HEADERS)
 
 
+@router.get("/api/referrals")
+def referrals_json(request: Request, me: Reader) -> Response:
+    """The referral list as JSON for scripts: exactly the rows and columns of the referrals
+    export (same scope, period and filters; content-free ledger metadata only)."""
+    state = state_of(request)
+    period, since = _period(request)
+    _nodes, refs = _referrals(state, me, since)
+    table = exports.referrals_table(
+        monitor.filter_referrals(refs, _ref_filters(request)), _now()
+    )
+    body = {
+        "period_days": PERIODS[period],
+        "total": len(table.rows),
+        "columns": table.headers,
+        "hxl": table.hxl,
+        "items": [dict(zip(table.headers, row, strict=True)) for row in table.rows],
+    }
+    return JSONResponse(body, headers=SECURITY_HEADERS)
+
+
 # --- nodes ------------------------------------------------------------------------------
 
 

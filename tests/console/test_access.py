@@ -24,7 +24,7 @@ EXPORTS = [f"/console/export/{v}.{f}" for v in
            for f in ("csv", "xlsx")]
 READ_ROUTES = [
     "/console/", "/console/referrals", "/console/referrals/{thread}", "/console/flows",
-    "/console/flows.json", "/console/nodes", "/console/directory",
+    "/console/flows.json", "/console/api/referrals", "/console/nodes", "/console/directory",
     "/console/directory/services.geojson", "/console/directory/hsds.json", *EXPORTS,
 ]
 REGIONAL_ONLY_GET = ["/console/users"]
@@ -42,6 +42,7 @@ ROUTE_TABLE: dict[tuple[str, str], str] = {
     ("GET", "/console/referrals/{thread}"): "all",
     ("GET", "/console/flows"): "all",
     ("GET", "/console/flows.json"): "all",
+    ("GET", "/console/api/referrals"): "all",
     ("GET", "/console/nodes"): "all",
     ("GET", "/console/directory"): "all",
     ("GET", "/console/directory/services.geojson"): "all",
@@ -155,6 +156,30 @@ def test_country_focal_point_sees_only_their_country(scenario: Scenario) -> None
     page = mx.get("/console/referrals").text
     assert t["accepted"] in page and t["overdue"] in page
     assert t["completed"] not in page and t["hn_cr"] not in page
+
+
+def test_referrals_json_matches_the_export_and_the_scope(scenario: Scenario) -> None:
+    t = scenario.threads
+    c = sign_in(scenario.url, USERS["regional"][0])
+    body = c.get("/console/api/referrals").json()
+    assert body["columns"][:2] == ["referral_id", "thread"] and body["hxl"][0] == "#x_referral+id"
+    assert body["total"] == len(body["items"]) and body["period_days"] == 365
+    threads = {i["thread"] for i in body["items"]}
+    assert set(t.values()) <= threads
+    csv_lines = c.get("/console/export/referrals.csv").text.lstrip("\ufeff").splitlines()
+    assert csv_lines[0].split(",") == body["columns"]
+    assert len(csv_lines) - 2 == body["total"]
+    accepted = next(i for i in body["items"] if i["thread"] == t["accepted"])
+    assert accepted["status"] == "accepted" and accepted["from_node"] == "gt-casa-migrante"
+    assert set(accepted) == set(body["columns"])
+    only = c.get("/console/api/referrals", params={"status": "accepted"}).json()["items"]
+    assert only and {i["status"] for i in only} == {"accepted"}
+    # A country focal point gets only referrals touching their country, as in the CSV.
+    gt = sign_in(scenario.url, USERS["gt"][0])
+    mine = {i["thread"] for i in gt.get("/console/api/referrals").json()["items"]}
+    assert t["accepted"] in mine and t["overdue"] not in mine and t["hn_cr"] not in mine
+    anon = httpx.get(f"{scenario.url}/console/api/referrals", timeout=60)
+    assert anon.status_code == 303 and "accepted" not in anon.text
 
 
 def test_statuses_and_deadlines(scenario: Scenario) -> None:
