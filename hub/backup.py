@@ -3,16 +3,18 @@
 online-backup API for a single-machine hub.
 
 Why standard library only: this one file is also the operator's backup tool on a database or
-backup host where rssn is not installed (copy it there and run ``python3 backup.py ...``), and
-deploy/scripts/hub_db_backup.py (the systemd timer's command) is a thin wrapper around it;
-`rssn-hub backup` / `rssn-hub restore` call the same functions. What it copies is already safe
-to keep off-site: the hub stores only ciphertext and content-free metadata, and its signing key
-is sealed with the hub passphrase (which is NOT in the dump; keep it separately, see
-docs/OPERATE_HUB.md "Key ceremony").
+backup host where rssn is not installed. deploy/scripts/hub_db_backup.py (the systemd timer's
+``rssn-hub-db-backup``) is a byte-for-byte copy of it, not a wrapper, because pipx installs rssn
+into its own virtual environment where the system python3 cannot import it; a test keeps the
+two identical. `rssn-hub backup` / `rssn-hub restore` call the same functions.
 
-    backup.py backup  --out-dir /var/backups/rssn-hub [--keep-days 30]
-    backup.py restore --from /var/backups/rssn-hub/rssn-hub-....pgdump --yes
-    backup.py verify  --from FILE
+What it copies is already safe to keep off-site: the hub stores only ciphertext and
+content-free metadata, and its signing key is sealed with the hub passphrase (which is NOT in
+the dump; keep it separately, see docs/OPERATE_HUB.md "Key ceremony").
+
+    hub_db_backup.py backup  --out-dir /var/backups/rssn-hub [--keep-days 30]
+    hub_db_backup.py restore --from /var/backups/rssn-hub/rssn-hub-....pgdump --yes
+    hub_db_backup.py verify  --from FILE
 
 The database comes from --db, else $RSSN_HUB_DB (the SQLAlchemy URL the hub uses, e.g.
 postgresql+psycopg://rssn@db.internal/rssn_hub), else sqlite under --data-dir (hub.db).

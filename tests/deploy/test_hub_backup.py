@@ -97,3 +97,14 @@ def test_hub_backup_restore_delivers_waiting_mail_once(
     finally:
         a.close()
         b.close()
+
+
+def test_operator_script_is_the_hub_backup_module() -> None:
+    """deploy/scripts/hub_db_backup.py is installed alone (the system python3 cannot import a
+    pipx-installed rssn), so it is a copy of hub/backup.py; they must not drift apart."""
+    from tests.deploy.tools import ROOT
+
+    script = DEPLOY / "scripts" / "hub_db_backup.py"
+    assert script.read_bytes() == (ROOT / "hub" / "backup.py").read_bytes(), (
+        "run: cp hub/backup.py deploy/scripts/hub_db_backup.py")
+    assert script.stat().st_mode & 0o111, "the script must be executable"
