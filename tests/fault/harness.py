@@ -293,6 +293,12 @@ class NodeProc:
     def cli(self, *args: str) -> str:
         return _cli("node", [args[0], *args[1:]], self.env)
 
+    def knows(self, *node_ids: str) -> None:
+        """Wait until this node's verified directory lists ``node_ids`` (forces a refresh)."""
+        wait_until(lambda: set(node_ids) <= {i["node_id"] for i in
+                                             self.get("/api/v1/directory")["items"]},
+                   timeout=120, interval=1.0, message=f"{self.node_id} knows {node_ids}")
+
     def sql(self, query: str, **params: Any) -> list[tuple[Any, ...]]:
         return run_sql(self.store_url, query, params)
 

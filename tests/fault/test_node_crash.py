@@ -41,6 +41,7 @@ def test_nodes_killed_while_sending_and_processing(network: Network, tally: Reco
                          extra_env={"RSSN_NODE_BATCH_LIMIT": "25",
                                     "RSSN_NODE_FAULT_PAUSE_BEFORE_ACK_S": "60"})
     assert a.link is not None
+    a.knows(b.node_id)
     # The referrals wait in A's outbox while its link is down (the case system still works).
     a.link.cut()
     ids = {a.send(b.node_id, sample_referral(i)) for i in range(referrals)}
