@@ -15,17 +15,17 @@ import argparse
 import atexit
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ from node.samples import sample_referral
 
 HUB_PASS = "demo hub passphrase"  # noqa: S105 - throwaway demo data in a temp dir
 NODE_PASS = "demo node passphrase"  # noqa: S105 - throwaway demo data
+COORDINATOR = "coordinator@demo.rssn.invalid"
+COORDINATOR_PASS = "demo console password"  # noqa: S105 - throwaway demo data
 
 MEMBERS = [
     ("casa-refugio-mx", "Casa Refugio Tapachula", "MX"),
@@ -134,25 +136,53 @@ def _parse(ts: str) -> datetime:
     return datetime.strptime(ts.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
 
 
-def _hub_view(hub_db: Path, thread: str, t0: datetime) -> list[str]:
-    """The hub's status ledger for one thread: metadata only (it cannot read anything else)."""
-    conn = sqlite3.connect(hub_db)
+def _console_session(hub_url: str) -> httpx.Client:
+    """Sign in to the hub's console as the demo's regional coordinator, like a browser."""
+    c = httpx.Client(base_url=hub_url, timeout=30.0, follow_redirects=False)
+    page = c.get("/console/login")
+    m = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    if page.status_code != 200 or m is None:
+        raise RuntimeError(f"console sign-in page: HTTP {page.status_code}")
+    r = c.post("/console/login", data={"email": COORDINATOR, "password": COORDINATOR_PASS,
+                                       "csrf_token": m.group(1), "next": "/console/"})
+    if r.status_code != 303 or r.headers.get("location") != "/console/":
+        raise RuntimeError(f"console sign-in refused: HTTP {r.status_code}")
+    return c
+
+
+def _hub_view(hub_url: str, threads: dict[str, str]) -> list[str]:
+    """The hub's view of the demo's referrals: the console's referral list (GET
+    /console/api/referrals), built from its ledger of content-free metadata."""
+    c = _console_session(hub_url)
     try:
-        rows = conn.execute(
-            "SELECT kind, sender, recipient, priority, category, status, size_bytes,"
-            " submitted_at_ms, delivered_at_ms FROM messages WHERE thread = ?"
-            " ORDER BY submitted_at_ms, message_id", (thread,)).fetchall()
+        r = c.get("/console/api/referrals")
     finally:
-        conn.close()
-    base = t0.timestamp() * 1000
-    lines = []
-    for kind, snd, rcp, prio, cat, status, size, sub, dlv in rows:
-        meta = " ".join(f"{k}={v}" for k, v in (("priority", prio), ("category", cat),
-                                                  ("status", status)) if v)
-        dl = f"+{(dlv - base) / 1000:6.2f}s" if dlv else "  (not yet)"
-        lines.append(f"      {kind:<17} {snd:>19} -> {rcp:<19} {size:>6} B  "
-                     f"submitted +{(sub - base) / 1000:6.2f}s  delivered {dl}  {meta}")
+        c.close()
+    if r.status_code != 200:
+        raise RuntimeError(f"console referral list: HTTP {r.status_code}")
+    items = {i["thread"]: i for i in r.json()["items"]}
+
+    def rel(ts: str, base: datetime) -> str:
+        return f"+{(_parse_s(ts) - base).total_seconds():.0f}s" if ts else "-"
+
+    row = "  {:<4} {:<20} {:<20} {:<9} {:<12} {:<10} {:<9} {:<9} {:<9} {}"
+    lines = [row.format("ref", "from", "to", "priority", "category", "status", "sent",
+                        "received", "accepted", "completed")]
+    for label, thread in threads.items():
+        i = items.get(thread)
+        if i is None:
+            lines.append(f"  {label:<4} (not in the console's list)")
+            continue
+        sent = _parse_s(i["sent_at"])
+        lines.append(row.format(
+            label, i["from_node"], i["to_node"], i["priority"] or "-", i["category"] or "-",
+            i["status"], i["sent_at"][11:19], rel(i["received_at"], sent),
+            rel(i["accepted_at"], sent), rel(i["completed_at"], sent)))
     return lines
+
+
+def _parse_s(ts: str) -> datetime:
+    return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,6 +228,8 @@ def run_demo(root: Path, procs: Processes, env: dict[str, str], *, keep_running:
     hub_url = f"http://127.0.0.1:{hub_port}"
     print(f"rssn demo: one hub and three member nodes on 127.0.0.1 (data in {root})")
     _run(_py("hub", "init", "--data-dir", str(hub_dir)), env)
+    _run(_py("hub", "user", "add", "--data-dir", str(hub_dir), "--email", COORDINATOR,
+             "--role", "regional"), {**env, "RSSN_CONSOLE_PASSWORD": COORDINATOR_PASS})
     procs.start("hub", _py("hub", "serve", "--data-dir", str(hub_dir), "--port", str(hub_port)),
                 env)
     _wait("hub", lambda: httpx.get(f"{hub_url}/healthz", timeout=2).status_code == 200)
@@ -272,7 +304,6 @@ def run_demo(root: Path, procs: Processes, env: dict[str, str], *, keep_running:
     move("R5", ("accepted", None, None), ("in_progress", None, None), ("completed", None, None))
 
     print("\nJourneys (sender's record; time since the referral was created):")
-    hub_db = hub_dir / "hub.db"
     for label, (frm, to, rid) in sent.items():
         d = frm.call("GET", f"/api/v1/referrals/{rid}")
         other = to.call("GET", f"/api/v1/referrals/{rid}")
@@ -286,21 +317,18 @@ def run_demo(root: Path, procs: Processes, env: dict[str, str], *, keep_running:
             if other["restricted"] else ""
         print(f"      now: {d['status']} at {frm.node_id}, {other['status']} at "
               f"{to.node_id}{restricted}")
-    print("\nThe hub's view of the same referrals (its status ledger: metadata only, "
-          "no names, no documents):")
-    for label, (frm, _to, rid) in sent.items():
-        t0 = _parse(frm.call("GET", f"/api/v1/referrals/{rid}")["created_at"])
-        print(f"  {label} thread {rid}")
-        try:
-            for line in _hub_view(hub_db, rid, t0):
-                print(line)
-        except sqlite3.Error as exc:
-            print(f"      (hub ledger not readable: {type(exc).__name__})")
+    print("\nThe hub's view of the same referrals: its console's referral list, read as the "
+          "regional\ncoordinator (GET /console/api/referrals). Ledger metadata only: no names, "
+          "no documents.\nSent is UTC; the other times are seconds after sending.")
+    for line in _hub_view(hub_url, {label: rid for label, (_f, _t, rid) in sent.items()}):
+        print(line)
     total = time.monotonic() - t_start
     print(f"\nAll {len(sent)} referrals reached their final state in {total:.1f}s.")
     if keep_running:
         print("\nStill running (Ctrl-C to stop everything):")
-        print(f"  hub  {hub_url}/docs")
+        print(f"  {'hub':<20} {hub_url}/docs")
+        print(f"  {'console':<20} {hub_url}/console/   sign in as {COORDINATOR} "
+              f"(password: {COORDINATOR_PASS})")
         for m in members.values():
             print(f"  {m.node_id:<20} {m.url}/docs   API key: {m.key}")
         print(f"  data and logs: {root}")
