@@ -159,7 +159,7 @@ def convert_row(m: SpreadsheetMapping, rec: SourceRecord, options: ConvertOption
             raise RecordRejected(m.columns.get(t, t), MISSING, f"column {m.columns.get(t, t)} "
                                  f"({t}) is empty")
 
-    def col(t: str) -> str:
+    def column_of(t: str) -> str:
         return m.columns.get(t, t)
 
     subject: dict[str, Any] = {"given_name": val["subject.given_name"], "sex": val["subject.sex"]}
@@ -168,12 +168,12 @@ def convert_row(m: SpreadsheetMapping, rec: SourceRecord, options: ConvertOption
             subject[t] = val[f"subject.{t}"]
     if "subject.date_of_birth" in val:
         subject["date_of_birth"] = parse_date(val["subject.date_of_birth"],
-                                              col("subject.date_of_birth"),
+                                              column_of("subject.date_of_birth"),
                                               dmy=m.date_order == "dmy")
     if "subject.age" in val:
-        subject["age"] = parse_age(val["subject.age"], col("subject.age"))
+        subject["age"] = parse_age(val["subject.age"], column_of("subject.age"))
     if "date_of_birth" not in subject and "age" not in subject:
-        raise RecordRejected(col("subject.date_of_birth"), MISSING,
+        raise RecordRejected(column_of("subject.date_of_birth"), MISSING,
                              "date of birth and age are both empty")
     if val.get("subject.age_estimated") == "true":
         subject["age_estimated"] = True
@@ -182,18 +182,18 @@ def convert_row(m: SpreadsheetMapping, rec: SourceRecord, options: ConvertOption
                                    "value": val["subject.identifier"]}]
     for t in ("referrer.name", "referrer.organization"):
         if t not in val:
-            raise RecordRejected(col(t), MISSING, f"{t} is empty: no caseworker details")
+            raise RecordRejected(column_of(t), MISSING, f"{t} is empty: no caseworker details")
     referrer = {k.split(".")[1]: v for k, v in val.items() if k.startswith("referrer.")}
     if "consent.status" in val:
         consent: dict[str, Any] = {k.split(".")[1]: v for k, v in val.items()
                                    if k.startswith("consent.")}
         for t in ("consent.given_by", "consent.obtained_at", "consent.legal_basis"):
             if t not in val:
-                raise RecordRejected(col(t), MISSING, f"{t} is empty")
+                raise RecordRejected(column_of(t), MISSING, f"{t} is empty")
         consent["obtained_at"] = parse_instant(val["consent.obtained_at"],
-                                               col("consent.obtained_at"))
+                                               column_of("consent.obtained_at"))
         if "expires_at" in consent:
-            consent["expires_at"] = parse_instant(consent["expires_at"], col("consent.expires_at"))
+            consent["expires_at"] = parse_instant(consent["expires_at"], column_of("consent.expires_at"))
     else:
         consent = attested_consent(options, "subject", "granted", "this spreadsheet")
     draft: dict[str, Any] = {
@@ -205,7 +205,7 @@ def convert_row(m: SpreadsheetMapping, rec: SourceRecord, options: ConvertOption
         draft["safety_notes"] = val["safety_notes"]
     if "caregiver.given_name" in val:
         if "caregiver.relationship" not in val:
-            raise RecordRejected(col("caregiver.relationship"), MISSING,
+            raise RecordRejected(column_of("caregiver.relationship"), MISSING,
                                  "caregiver relationship is empty")
         draft["caregiver"] = {k.split(".")[1]: v for k, v in val.items()
                               if k.startswith("caregiver.")}
