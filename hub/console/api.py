@@ -37,7 +37,7 @@ async def put_services(request: Request, claims: Claims) -> Response:
     raw = await read_body(request, MAX_SERVICES_BYTES)
     try:
         document = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: deep nesting
         return problem_response(422, "validation_error", detail="body is not JSON",
                                 extra={"errors": ["$: not JSON"]})
     ua = request.headers.get("user-agent")
