@@ -79,6 +79,9 @@ def create_app(
         description="Routes end-to-end encrypted envelopes between member nodes; "
         "never reads them.",
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry hooks look up the global providers (environment
+        # reads) on every request; we export Prometheus metrics, not OTel, so they only cost.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_problem_handlers(app)
     install_access_log_context(app)

@@ -113,6 +113,9 @@ def create_app(
         description="Create, receive and answer referrals; the node delivers them through the "
         "hub, end-to-end encrypted. Authenticate with `Authorization: Bearer <API key>`.",
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry hooks look up the global providers (environment
+        # reads) on every request; we export Prometheus metrics, not OTel, so they only cost.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     if node is not None:
         from node.api.metrics import metrics_router

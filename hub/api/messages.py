@@ -9,11 +9,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from common.problems import ProblemResponse
-from protocol import MAX_ENVELOPE_BYTES, ProtocolError, canonical_bytes, parse_json
+from protocol import (
+    MAX_ENVELOPE_BYTES,
+    Envelope,
+    ProtocolError,
+    parse_envelope_value,
+    parse_json,
+)
 from protocol.errors import Malformed, TooLarge
 
 from ..auth import AccessClaims
-from ..ingest import ingest
+from ..ingest import ingest, ingest_async
 from .deps import json_response, node_claims, read_body, runtime
 
 router = APIRouter(tags=["messages"])
@@ -40,7 +46,7 @@ async def submit(
     body = await read_body(request, MAX_ENVELOPE_BYTES)
     ua = request.headers.get("user-agent")
     with rt.metrics.ingest_seconds.time():
-        [outcome] = await run_in_threadpool(ingest, rt, claims, [body], user_agent=ua)
+        [outcome] = await ingest_async(rt, claims, [body], user_agent=ua)
     if outcome.status == "rejected":
         assert outcome.problem is not None
         return ProblemResponse(outcome.problem, status_code=outcome.http_status)
@@ -52,8 +58,10 @@ async def submit(
     )
 
 
-def _split_batch(body: bytes, max_items: int) -> tuple[list[bytes | ProtocolError],
+def _split_batch(body: bytes, max_items: int) -> tuple[list[Envelope | ProtocolError],
                                                        list[str | None]]:
+    """Members parsed once: each is an already-parsed value, rebuilt into its canonical
+    bytes (the digest is the one it would have alone) by `parse_envelope_value`."""
     value = parse_json(body)
     if not isinstance(value, dict) or set(value) != {"envelopes"} or not isinstance(
         value["envelopes"], list
@@ -62,7 +70,7 @@ def _split_batch(body: bytes, max_items: int) -> tuple[list[bytes | ProtocolErro
     envelopes = value["envelopes"]
     if len(envelopes) > max_items:
         raise TooLarge(f"a batch holds at most {max_items} envelopes", field="envelopes")
-    raws: list[bytes | ProtocolError] = []
+    raws: list[Envelope | ProtocolError] = []
     ids: list[str | None] = []
     for obj in envelopes:
         hint: Any = None
@@ -70,7 +78,7 @@ def _split_batch(body: bytes, max_items: int) -> tuple[list[bytes | ProtocolErro
             hint = obj["header"].get("id")
         ids.append(hint if isinstance(hint, str) and len(hint) <= 64 else None)
         try:
-            raws.append(canonical_bytes(obj))
+            raws.append(parse_envelope_value(obj))
         except ProtocolError as exc:
             raws.append(exc)
     return raws, ids
