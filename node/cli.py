@@ -64,7 +64,9 @@ def _migrated_engine(settings: Any) -> Any:
 @app.command()
 def init(
     data_dir: DataDir,
-    hub: Annotated[str, typer.Option("--hub", help="Hub base URL, e.g. https://hub.example")],
+    hub: Annotated[list[str], typer.Option(
+        "--hub", help="Hub base URL, e.g. https://hub.example; repeat it (or separate with "
+        "commas) for several hub processes: the node fails over between them")],
     node_id: Annotated[str, typer.Option("--node-id", help="This node's id (from the invite)")],
     token: Annotated[str, typer.Option("--token", help="One-time enrollment token")],
     expect_hub_fingerprint: Annotated[
@@ -81,7 +83,7 @@ def init(
         _fail(f"{settings.data_dir} already holds a node; use a new --data-dir")
     try:
         passphrase = get_passphrase(confirm=True)
-        config = enroll_node(settings, hub_url=hub, node_id=node_id, token=token,
+        config = enroll_node(settings, hub_url=",".join(hub), node_id=node_id, token=token,
                              passphrase=passphrase,
                              expect_hub_fingerprint=expect_hub_fingerprint)
     except (KeyStoreError, EnrollmentError) as exc:

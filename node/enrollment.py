@@ -90,7 +90,7 @@ def enroll_node(
     finally:
         client.close()
     config = NodeConfig(
-        node_id=node_id, hub_url=hub_url.rstrip("/"), hub_key=str(result["hub_key"]),
+        node_id=node_id, hub_url=",".join(client.hub_urls), hub_key=str(result["hub_key"]),
         hub_kid=str(result["hub_kid"]), hub_fingerprint=fp, token_endpoint=token_endpoint,
         enrolled_at=format_time(now), key_expires_at=format_time(binding.not_after),
     )

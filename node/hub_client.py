@@ -7,6 +7,12 @@ and must never be retried with the same bytes. Authentication is OAuth 2.0
 client credentials with private_key_jwt (RFC 7523): a short-lived assertion
 signed with the node's Ed25519 key buys a 5-minute access token, cached until
 shortly before it expires and refreshed once on a 401 ``unauthorized``.
+
+Several hub URLs (``--hub`` repeated at init, stored comma-separated): the client uses one at
+a time and moves to the next when a hub process cannot be reached or answers 502/503/504. A
+request that never reached a hub (connection refused or timed out while connecting) is
+retried on the next URL at once; any other failure is left to the caller's retry, which then
+goes to the next URL (safe: retries resend the same bytes and the hub is idempotent).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from common.logging import get_logger
 from node.settings import SOFTWARE_VERSION
 from protocol import SigningKeyPair, b64u
 
@@ -30,9 +37,28 @@ __all__ = [
     "HubUnavailable",
     "is_transient",
     "retrying",
+    "split_hub_urls",
 ]
 
+_log = get_logger(__name__)
+
 USER_AGENT = f"rssn-node/{SOFTWARE_VERSION}"
+#: The contract's token endpoint path, used against whichever hub URL is current.
+TOKEN_PATH = "/v1/oauth/token"  # noqa: S105 - a path
+_FAILOVER_STATUS = frozenset({502, 503, 504})
+
+
+def split_hub_urls(value: str | Sequence[str]) -> list[str]:
+    """Hub base URLs from ``"https://a, https://b"`` or a list of such strings (order kept,
+    trailing slashes and duplicates dropped)."""
+    items = [value] if isinstance(value, str) else list(value)
+    urls: list[str] = []
+    for item in items:
+        for part in item.split(","):
+            url = part.strip().rstrip("/")
+            if url and url not in urls:
+                urls.append(url)
+    return urls
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -128,7 +154,9 @@ class HubClient:
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.hub_url = hub_url.rstrip("/")
+        self.hub_urls = split_hub_urls(hub_url) or [hub_url.rstrip("/")]
+        self.hub_url = self.hub_urls[0]
+        self._url_lock = threading.Lock()
         self.node_id = node_id
         self.signing = signing
         self.token_endpoint = token_endpoint
@@ -148,10 +176,36 @@ class HubClient:
     # -- plumbing ------------------------------------------------------------------
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise HubUnavailable(type(exc).__name__) from exc
+        for attempt in range(len(self.hub_urls)):
+            base = str(self._http.base_url)
+            try:
+                r = self._http.request(method, path, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # Nothing reached that hub process: the next URL can have the request now.
+                if self._failover(base) and attempt + 1 < len(self.hub_urls):
+                    continue
+                raise HubUnavailable(type(exc).__name__) from exc
+            except httpx.TransportError as exc:
+                self._failover(base)
+                raise HubUnavailable(type(exc).__name__) from exc
+            if r.status_code in _FAILOVER_STATUS:
+                self._failover(base)
+            return r
+        raise AssertionError("unreachable")
+
+    def _failover(self, failed_base: str) -> bool:
+        """Move to the next hub URL unless another thread already moved; False with one URL."""
+        if len(self.hub_urls) < 2:
+            return False
+        with self._url_lock:
+            if str(self._http.base_url) == failed_base:
+                now = failed_base.rstrip("/")
+                i = self.hub_urls.index(now) if now in self.hub_urls else -1
+                self.hub_url = self.hub_urls[(i + 1) % len(self.hub_urls)]
+                self._http.base_url = httpx.URL(self.hub_url)
+                _log.warning("hub_failover", hub=self.hub_url,
+                             hub_index=self.hub_urls.index(self.hub_url))
+        return True
 
     def _assertion(self) -> str:
         from joserfc import jwt
@@ -185,9 +239,11 @@ class HubClient:
             if not force and tok is not None and tok.expires - 30 > self._clock():
                 return tok.value
             assert self.token_endpoint
+            # With several hub URLs the token request goes to the current one (the assertion's
+            # audience stays the endpoint given at enrollment: the hub's public URL).
             r = self._send(
                 "POST",
-                self.token_endpoint,
+                self.token_endpoint if len(self.hub_urls) == 1 else TOKEN_PATH,
                 data={
                     "grant_type": "client_credentials",
                     "client_assertion_type":
@@ -229,11 +285,15 @@ class HubClient:
         return result
 
     def healthz(self) -> bool:
-        try:
-            r = self._http.get("/healthz", timeout=5.0)
-        except httpx.TransportError:
-            return False
-        return r.status_code == 200
+        """True when any of the hub URLs answers /healthz."""
+        for url in self.hub_urls:
+            try:
+                r = self._http.get(url + "/healthz", timeout=5.0)
+            except httpx.TransportError:
+                continue
+            if r.status_code == 200:
+                return True
+        return False
 
     def directory(self) -> bytes:
         r = self._authed("GET", "/v1/directory")
