@@ -150,6 +150,11 @@ def test_backup_while_serving_then_restore_into_new_directory(
 
         done = cli("node", ["restore", "--data-dir", str(a2_dir), "--from", str(archive)], a2_env)
         assert "restored node ngo-a" in done.stdout, done.stdout
+        again = cli("node", ["restore", "--data-dir", str(a2_dir), "--from", str(archive)],
+                    a2_env, check=False)
+        assert again.returncode == 1 and "already holds a node" in again.stderr
+        cli("node", ["restore", "--data-dir", str(a2_dir), "--from", str(archive), "--force"],
+            a2_env)
         assert (a2_dir / "keys.sealed.json").read_bytes() == keys_copy
         assert oct(a2_dir.stat().st_mode & 0o777) == "0o700"
         for name in ("keys.sealed.json", "node.json"):

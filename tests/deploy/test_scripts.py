@@ -3,8 +3,8 @@
 hub_db_backup.py is exercised against a real PostgreSQL database (pg_dump/pg_restore) and a
 real SQLite file; node-backup.sh and compose-bootstrap.sh against stand-ins for the rssn
 CLIs, because their own job is naming, checksums, retention and token hand-over.
-The round trip of a *real hub's* database (schema from its migrations, then messages that
-survive a restore) belongs to the phase-two tests listed in deploy/README.md.
+The round trips with real services are test_hub_backup.py (a real hub's database with
+waiting mail) and test_node_backup.py (node-backup.sh with the real `rssn-node backup`).
 """
 
 from __future__ import annotations
