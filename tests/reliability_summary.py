@@ -50,6 +50,7 @@ class Tally:
     accepted_wrongly: int = 0
     canary_hits: int = 0
     hostile_seen: set[bytes] = field(default_factory=set)
+    flagged: set[bytes] = field(default_factory=set)
     hostile_by_target: Counter[str] = field(default_factory=Counter)
     wrongly_accepted: list[dict[str, Any]] = field(default_factory=list)
     canary_found: list[dict[str, Any]] = field(default_factory=list)
@@ -154,13 +155,15 @@ class Recorder:
         """One hostile input sent to ``target``; returns False if it was already counted."""
         raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
         key = hashlib.sha256(target.encode() + b"\x00" + raw).digest()[:16]
+        # (``target`` is the kind of input: the same bytes sent twice count once.)
         with self.t.lock:
             new = key not in self.t.hostile_seen
             if new:
                 self.t.hostile_seen.add(key)
                 self.t.hostile_by_target[target] += 1
                 self.rec["hostile"] += 1
-            if accepted_wrongly:
+            if accepted_wrongly and key not in self.t.flagged:
+                self.t.flagged.add(key)
                 self.t.accepted_wrongly += 1
                 self.rec["accepted_wrongly"] += 1
                 self.t.wrongly_accepted.append(
