@@ -35,7 +35,7 @@ def payloads() -> Iterator[tuple[str, bytes]]:
     yield "12 MiB string", b'{"a":"' + b"x" * (12 * MIB) + b'"}'
     yield "wide array", b"[" + b"1," * 200_000 + b"1]"
     yield "many keys", b"{" + b",".join(b'"k%d":1' % i for i in range(50_000)) + b"}"
-    for name, raw in {
+    yield from {
         "invalid byte": b'{"a":"\xff"}', "overlong slash": b'{"a":"\xc0\xaf"}',
         "encoded surrogate": b'{"a":"\xed\xa0\x80"}', "truncated sequence": b'{"a":"\xe2\x82"}',
         "latin-1": '{"nombre":"Jos\xe9"}'.encode("latin-1"), "utf-16": '{"a":1}'.encode("utf-16"),
@@ -52,8 +52,7 @@ def payloads() -> Iterator[tuple[str, bytes]]:
         "xml": b"<?xml version='1.0'?><a/>", "form": b"a=1&b=2",
         "prototype pollution": b'{"__proto__":{"admin":true},"constructor":{"a":1}}',
         "wrong types": b'{"envelopes":"x","ids":{"a":1},"node_id":[1],"to":{},"status":7}',
-    }.items():
-        yield name, raw
+    }.items()
 
 
 WRONG_TYPES = ["text/plain", "application/xml", "multipart/form-data; boundary=x",
@@ -106,7 +105,7 @@ def test_hub_refuses_malformed_bodies(hub_world: HubWorld, tally: Recorder) -> N
                     continue  # well-formed form fields, just not a client assertion: below
                 _judge(tally, c, method, path, hdrs, json_type, name, body)
                 if len(body) < MIB:
-                    for ctype in WRONG_TYPES + [None]:
+                    for ctype in [*WRONG_TYPES, None]:
                         if ctype == json_type or (path == "/v1/oauth/token" and
                                                   ctype is not None and "form" in ctype):
                             continue
@@ -131,7 +130,7 @@ def test_node_refuses_malformed_bodies(node_world: NodeWorld, tally: Recorder) -
                 continue  # no body is a valid withdrawal request (for an unknown referral: 404)
             _judge(tally, c, method, path, {}, "application/json", name, body)
             if len(body) < MIB:
-                for ctype in WRONG_TYPES + [None]:
+                for ctype in [*WRONG_TYPES, None]:
                     _judge(tally, c, method, path, {}, ctype, name, body)
     # Valid JSON that is not a referral document: every field wrong in turn.
     base = {"to": node_world.b.node_id, "referral": sample_referral(2)}
