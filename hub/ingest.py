@@ -134,6 +134,30 @@ def _map(fn: Callable[[T], U], items: Sequence[T]) -> list[U]:
 
 Item = bytes | Envelope | ProtocolError
 
+#: (request index, envelope, verification error, digest, ledger row, mailbox row): the rows
+#: are built before the write lock is taken; the writer only stamps the acceptance time.
+_Pending = tuple[int, Envelope, ProtocolError | None, str, dict[str, Any], dict[str, Any]]
+
+
+def _rows(env: Envelope) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    h = env.header
+    digest = env.digest
+    return digest, ledger_row(env, digest, 0), {
+        "item_id": h.id,
+        "recipient": h.recipient,
+        "item_type": "envelope",
+        "sender": h.sender,
+        "body": env.raw,
+        "accepted_at_ms": 0,
+        "expires_at_ms": q.dt_to_ms(h.expires_at),
+        "leased_until_ms": 0,
+    }
+
+
+def _check(env: Envelope, directory: Directory, now: datetime, skew: timedelta
+           ) -> tuple[ProtocolError | None, str, dict[str, Any], dict[str, Any]]:
+    return (_verify(env, directory, now, skew), *_rows(env))
+
 
 @dataclass
 class _Job:
@@ -142,7 +166,7 @@ class _Job:
     rt: HubRuntime
     claims: AccessClaims
     user_agent: str | None
-    pending: list[tuple[int, Envelope, ProtocolError | None]]
+    pending: list[_Pending]
     directory: Directory
     now: datetime
 
@@ -185,8 +209,8 @@ def _prepare(
             )
             continue
         parsed.append((i, env))
-    errors = _map(lambda p: _verify(p[1], directory, now, skew), parsed)
-    pending = [(i, env, err) for (i, env), err in zip(parsed, errors, strict=True)]
+    checked = _map(lambda p: _check(p[1], directory, now, skew), parsed)
+    pending = [(i, env, *c) for (i, env), c in zip(parsed, checked, strict=True)]
     return outcomes, _Job(rt, claims, user_agent, pending, directory, now)
 
 
@@ -269,7 +293,7 @@ def _store_many(conn: sa.Connection, jobs: Sequence[_Job]) -> list[_Stored | Exc
     now_ms = q.now_ms()
     states: dict[tuple[str, str], NodeState | Exception] = {}
     out: list[_Stored | Exception] = []
-    live: list[tuple[int, list[tuple[int, Envelope, ProtocolError | None]]]] = []
+    live: list[tuple[int, list[_Pending]]] = []
     for j, job in enumerate(jobs):
         key = (job.claims.node_id, job.claims.node_kid)
         if key not in states:
@@ -285,21 +309,20 @@ def _store_many(conn: sa.Connection, jobs: Sequence[_Job]) -> list[_Stored | Exc
         if items and state.directory_version != job.directory.version:
             fresh = rt.signed_directory(conn, state.directory_version).directory
             skew = timedelta(seconds=rt.settings.max_skew_seconds)
-            items = [(i, env, _verify(env, fresh, job.now, skew)) for i, env, _ in items]
+            items = [(i, env, _verify(env, fresh, job.now, skew), d, lr, mr)
+                     for i, env, _, d, lr, mr in items]
         live.append((j, items))
     if not live:
         return out
-    existing = q.existing_messages(
-        conn, [env.header.id for _, items in live for _, env, _ in items])
+    existing = q.existing_messages(conn, [p[1].header.id for _, items in live for p in items])
     in_batch: dict[str, tuple[str, int]] = {}
     ledger_all: list[dict[str, Any]] = []
     mailbox_rows: list[dict[str, Any]] = []
     for j, items in live:
         decisions: list[_Decision] = []
         ledger_rows: list[dict[str, Any]] = []
-        for i, env, err in items:
+        for i, env, err, digest, ledger, mbox in items:
             h = env.header
-            digest = env.digest
             prior = existing.get(h.id) or in_batch.get(h.id)
             if prior is not None:
                 if prior[0] == digest:
@@ -314,19 +337,10 @@ def _store_many(conn: sa.Connection, jobs: Sequence[_Job]) -> list[_Stored | Exc
                 decisions.append(_Decision(i, "rejected", h.id, error=err))
                 continue
             in_batch[h.id] = (digest, now_ms)
-            ledger_rows.append(ledger_row(env, digest, now_ms))
-            mailbox_rows.append(
-                {
-                    "item_id": h.id,
-                    "recipient": h.recipient,
-                    "item_type": "envelope",
-                    "sender": h.sender,
-                    "body": env.raw,
-                    "accepted_at_ms": now_ms,
-                    "expires_at_ms": q.dt_to_ms(h.expires_at),
-                    "leased_until_ms": 0,
-                }
-            )
+            ledger["submitted_at_ms"] = now_ms
+            mbox["accepted_at_ms"] = now_ms
+            ledger_rows.append(ledger)
+            mailbox_rows.append(mbox)
             decisions.append(_Decision(i, "accepted", h.id, digest, now_ms,
                                        recipient=h.recipient))
         out[j] = (decisions, ledger_rows)
