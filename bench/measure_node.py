@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sqlite3
 import statistics
@@ -52,6 +53,12 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (to say what one referral costs whom)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _inbound(db: Path) -> int:
@@ -234,12 +241,18 @@ def _e2e(args: argparse.Namespace) -> dict[str, Any]:
             poller = _ArrivalPoller(recipient.db_path())
             poller.start()
             reqs = requests(int(rate * seconds))
+            pids = {"sender": sender.proc, "hub": hub.proc, "recipient": recipient.proc}
+            cpu0 = {k: cpu_seconds(p.pid) for k, p in pids.items() if p is not None}
             res = paced("127.0.0.1", sender.port, reqs, rate)
             if set(res.statuses) != {202}:
                 raise RuntimeError(f"sender answered {res.statuses}")
             ids = [json.loads(b)["id"] for b in res.bodies]
             until(lambda ids=ids, poller=poller: all(i in poller.seen for i in ids),
                   timeout=300, what="all referrals at the recipient")
+            # Let the receipts flow back before reading CPU (they are part of each referral's cost).
+            time.sleep(1.0)
+            cpu_ms = {k: round((cpu_seconds(p.pid) - cpu0[k]) / len(reqs) * 1000, 2)
+                      for k, p in pids.items() if p is not None}
             poller.stop.set()
             poller.join()
             lat = [(poller.seen[i] - t) * 1000 for i, t in zip(ids, res.answered_at, strict=True)]
@@ -251,7 +264,8 @@ def _e2e(args: argparse.Namespace) -> dict[str, Any]:
                 "api_call_ms_p50": round(statistics.median(res.latencies_ms), 1),
                 "api_call_ms_p99": round(_pct(res.latencies_ms, 99), 1),
                 "send_lag_ms_max": round(max(res.send_lag_ms), 1),
-                "achieved_rate_per_s": round(len(reqs) / res.seconds, 1)})
+                "achieved_rate_per_s": round(len(reqs) / res.seconds, 1),
+                "cpu_ms_per_referral": cpu_ms})
             lag = max(res.send_lag_ms)
             if lag > 50:
                 record_note("e2e", f"the paced client fell {lag:.0f} ms behind schedule")
