@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import pytest
 
-from node.samples import sample_referral
 from node.keystore import load_keys
+from node.samples import sample_referral
 from tests.fault.harness import NODE_PASS, Network, NodeProc
 from tests.helpers.processes import wait_until
 from tests.hub.client import NodeClient
