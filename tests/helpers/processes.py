@@ -200,8 +200,9 @@ class ServiceProcess:
         """SIGKILL the whole process group and reap it: a crash, not a shutdown."""
         self._signal_group(signal.SIGKILL)
         if self._proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(timeout=_TERM_TIMEOUT)
+            # SIGKILL cannot be ignored, but a process in uninterruptible sleep (an fsync on
+            # a loaded machine) dies only when the I/O returns: wait for it, generously.
+            self._proc.wait(timeout=120)
 
     def terminate(self, timeout: float = _TERM_TIMEOUT) -> int | None:
         """SIGTERM the group, wait, then SIGKILL if needed; returns the exit code."""
