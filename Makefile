@@ -32,8 +32,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.run $(ARGS)
 
+## Fault, hostile-input and security tests, long versions; the last line printed is
+## "reliability: F faults injected, L lost, ..." (details: test-artifacts/reliability/summary.json).
+## `make test` runs the short versions of the same tests and prints the same line.
 reliability: $(STAMP)
-	RSSN_RELIABILITY_FULL=1 $(PY) -m pytest -q -p no:cacheprovider tests/fault tests/hostile
+	RSSN_RELIABILITY_FULL=1 $(PY) -m pytest -q -p no:cacheprovider tests/fault tests/hostile tests/security $(ARGS)
 
 ## Tools some tests drive: Debian's chromium (browser tests) and the deploy linters (tests/deploy).
 ## Installed only when running as root and missing; without them those tests skip with a reason.
