@@ -38,7 +38,7 @@ from node.store.queries import (
     set_kv,
     webhook_rows,
 )
-from protocol import ProtocolError, Role, canonical_bytes, next_state, parse_envelope
+from protocol import ProtocolError, Role, canonical_bytes, next_state, parse_envelope_value
 from protocol.errors import Conflict, Malformed, NotAuthorized, UnknownKey
 
 if TYPE_CHECKING:
@@ -94,13 +94,40 @@ class _Buffer:
 _Pre = tuple["Opened | None", "ProtocolError | None", "Envelope | None"]
 
 
+@dataclass(frozen=True)
+class _Bulk:
+    """A referral opened (and its receipt sealed) by the process pool (node.inbox_pool)."""
+
+    value: Any  # node.inbox_pool.Opened
+
+
 class InboxProcessor:
     def __init__(self, node: Node, *, workers: int = 2) -> None:
         self.node = node
         self.workers = workers
         self._buf = _Buffer()
         self._pool: Any = None
+        self._opener: Any = None  # node.inbox_pool.ReferralOpener while there is a backlog
         self._current_receipt: Envelope | None = None
+
+    def backlog(self, full_page: bool) -> None:
+        """Told after each poll: a full page means more is waiting (start the process pool
+        that opens referrals on every core); less than that means we caught up (stop it)."""
+        import os
+
+        if full_page and self._opener is None and (os.cpu_count() or 1) > 1:
+            from node.inbox_pool import ReferralOpener
+
+            keys = self.node.keys
+            self._opener = ReferralOpener(self.node.node_id, keys.signing.seed,
+                                          [k.secret for k, _ in keys.encryption])
+        elif not full_page and self._opener is not None:
+            self.close()
+
+    def close(self) -> None:
+        if self._opener is not None:
+            self._opener.close()
+            self._opener = None
 
     # -- entry point ------------------------------------------------------------------
 
@@ -136,7 +163,7 @@ class InboxProcessor:
         for item in items:
             if item.get("type") == "envelope":
                 try:
-                    one = parse_envelope(canonical_bytes(item.get("envelope")))
+                    one = _parse_item(item.get("envelope"))
                     parsed.append((item, one, None))
                 except ProtocolError as exc:
                     parsed.append((item, None, exc))
@@ -200,9 +227,24 @@ class InboxProcessor:
             self._buf.flush(conn)
         return result
 
-    def _prepare(self, envelopes: list[Envelope]) -> dict[str, _Pre]:
-        """Verify, decrypt and seal receipts on a small thread pool (libsodium releases the
-        GIL), so catching up after days offline uses both cores."""
+    def _prepare(self, envelopes: list[Envelope]) -> dict[str, _Pre | _Bulk]:
+        """Verify, decrypt and seal receipts outside the transaction: many referrals on the
+        process pool when there is a backlog, the rest on a small thread pool (libsodium
+        releases the GIL)."""
+        out: dict[str, _Pre | _Bulk] = {}
+        opener = self._opener
+        if opener is not None and opener.ready:
+            bulk = [e for e in envelopes if e.header.kind == "referral"]
+            if len(bulk) >= opener.MIN_BULK:
+                for env, value in zip(bulk, opener.open(self.node.directory,
+                                                        [e.raw for e in bulk]), strict=True):
+                    if value is not None:
+                        out[env.header.id] = _Bulk(value)
+                envelopes = [e for e in envelopes if e.header.id not in out]
+        out.update(self._prepare_here(envelopes))
+        return out
+
+    def _prepare_here(self, envelopes: list[Envelope]) -> dict[str, _Pre]:
         def one(env: Envelope) -> _Pre:
             try:
                 opened = self._open(env)
@@ -222,8 +264,13 @@ class InboxProcessor:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rssn-open")
-        return {e.header.id: r for e, r in zip(envelopes, self._pool.map(one, envelopes),
-                                                strict=True)}
+        size = -(-len(envelopes) // self.workers)  # one task per thread, not per envelope
+        parts = [envelopes[i:i + size] for i in range(0, len(envelopes), size)]
+        out: dict[str, _Pre] = {}
+        for part, results in zip(parts, self._pool.map(lambda p: [one(e) for e in p], parts),
+                                 strict=True):
+            out.update((e.header.id, r) for e, r in zip(part, results, strict=True))
+        return out
 
     def _quarantine_unexpected(self, item: dict[str, Any]) -> BatchResult:
         result = BatchResult()
@@ -231,7 +278,7 @@ class InboxProcessor:
         mid: str | None = None
         key = item_id
         try:
-            env = parse_envelope(canonical_bytes(item.get("envelope")))
+            env = _parse_item(item.get("envelope"))
             mid, key = env.header.id, _qkey(env)
         except ProtocolError:
             pass
@@ -315,19 +362,27 @@ class InboxProcessor:
             return attempt()
 
     def _envelope(self, conn: sa.Connection, env: Envelope, result: BatchResult,
-                  hooks: list[tuple[int, frozenset[str]]], pre: _Pre) -> None:
+                  hooks: list[tuple[int, frozenset[str]]], pre: _Pre | _Bulk) -> None:
         h = env.header
-        opened, error, self._current_receipt = pre
+        opened: Opened | None = None
         try:
-            if error is not None:
-                raise error
-            assert opened is not None
-            if h.kind == "referral":
-                self._apply_referral(conn, env, opened, result, hooks)
+            if isinstance(pre, _Bulk):
+                doc_json, priority, category, statement, inner_sig, *receipt = pre.value
+                self._buffer_referral(env, doc_json, priority, category, receipt, result,
+                                      hooks)
             else:
-                self._buf.flush(conn)
-                with conn.begin_nested():
-                    self._apply(conn, env, opened, result, hooks)
+                opened, error, self._current_receipt = pre
+                if error is not None:
+                    raise error
+                assert opened is not None
+                statement = opened.statement.decode("utf-8")
+                inner_sig = opened.inner_signature.hex()
+                if h.kind == "referral":
+                    self._apply_referral(conn, env, opened, result, hooks)
+                else:
+                    self._buf.flush(conn)
+                    with conn.begin_nested():
+                        self._apply(conn, env, opened, result, hooks)
         except ProtocolError as exc:
             self._quarantine(conn, _qkey(env), h.id, h.sender, exc.code,
                              json.loads(env.raw), result, thread=h.thread)
@@ -336,8 +391,8 @@ class InboxProcessor:
             self._current_receipt = None
         self._buf.inbox.append(dict(
             message_id=h.id, kind=h.kind, from_node=h.sender, referral_id=h.thread,
-            envelope_digest=env.digest, statement=opened.statement.decode("utf-8"),
-            inner_sig=opened.inner_signature.hex(), received_at=now_utc(),
+            envelope_digest=env.digest, statement=statement, inner_sig=inner_sig,
+            received_at=now_utc(),
         ))
         result.stored += 1
 
@@ -395,17 +450,27 @@ class InboxProcessor:
         # Consent is enforced at both ends, judged as of the moment it was shared.
         check_consent(doc, recipient_node=self.node.node_id,
                       recipient_org=me.organization if me else None, now=h.created_at)
+        receipt = self._current_receipt or self._seal_receipt(env)
+        meta = monitoring_fields(doc)
+        self._buffer_referral(env, json.dumps(opened.document_json, separators=(",", ":")),
+                              meta.get("priority"), meta.get("category"),
+                              [receipt.header.id, receipt.raw.decode("utf-8"), receipt.digest],
+                              result, hooks)
+
+    def _buffer_referral(self, env: Envelope, document: str, priority: str | None,
+                         category: str | None, receipt: list[str], result: BatchResult,
+                         hooks: list[tuple[int, frozenset[str]]]) -> None:
+        """The rows of an accepted referral (checks done), written at the batch's flush."""
+        h = env.header
         if h.thread in self._buf.referral_ids:
             raise Conflict("a referral with this id already exists", field="header.thread")
-        receipt = self._current_receipt or self._seal_receipt(env)
+        receipt_id, receipt_raw, receipt_digest = receipt
         now = now_utc()
-        meta = monitoring_fields(doc)
         buf = self._buf
         buf.referral_ids.add(h.thread)
         buf.referrals.append(dict(
             id=h.thread, direction="inbound", from_node=h.sender, to_node=h.recipient,
-            status="received", priority=meta.get("priority"), category=meta.get("category"),
-            document=json.dumps(opened.document_json, separators=(",", ":")),
+            status="received", priority=priority, category=category, document=document,
             restricted=False, created_at=h.created_at, updated_at=now, delivered_at=now,
             source_key=None, consent_withdrawn_at=None, consent_ack_at=None,
         ))
@@ -416,16 +481,16 @@ class InboxProcessor:
                                 event="received", status="received", at=now, note=None,
                                 message_id=h.id))
         buf.outbox.append(dict(
-            message_id=receipt.header.id, kind="receipt", referral_id=h.thread,
-            to_node=h.sender, envelope=receipt.raw.decode("utf-8"),
-            envelope_digest=receipt.digest, state="pending", attempts=0, last_error=None,
+            message_id=receipt_id, kind="receipt", referral_id=h.thread,
+            to_node=h.sender, envelope=receipt_raw,
+            envelope_digest=receipt_digest, state="pending", attempts=0, last_error=None,
             created_at=now, sent_at=None, delivered_at=None, hub_receipt=None,
         ))
         result.outbox += 1
         rows = webhook_rows("referral.received",
                             {"referral_id": h.thread, "direction": "inbound", "from": h.sender,
                              "to": h.recipient, "status": "received",
-                             "priority": meta.get("priority")}, hooks)
+                             "priority": priority}, hooks)
         buf.webhooks.extend(rows)
         result.webhooks += len(rows)
 
@@ -524,6 +589,22 @@ class InboxProcessor:
         _log.info("hub_notice", message_id=mid, code=code)
 
 
+def _parse_item(value: Any) -> Envelope:
+    """An envelope from a mailbox item, parsed once: the JSON value is rebuilt into its
+    canonical bytes (same digest as the bytes the sender signed) without a second parse.
+
+    Headers are flat (meta holds strings); deeper nesting is refused before anything
+    recurses into it.
+    """
+    header = value.get("header") if isinstance(value, dict) else None
+    if isinstance(header, dict):
+        for v in header.values():
+            if isinstance(v, list) or (isinstance(v, dict) and any(
+                    isinstance(x, dict | list) for x in v.values())):
+                raise Malformed("header members must be flat", field="header")
+    return parse_envelope_value(value)
+
+
 def _qkey(env: Envelope) -> str:
     """Quarantine key: id and digest, so a forged envelope cannot shadow the genuine one."""
     return f"{env.header.id}:{env.digest[:22]}"
@@ -553,42 +634,89 @@ def _fault_pause_before_ack(stop: threading.Event) -> None:
         stop.wait(float(pause))
 
 
+#: `last_successful_poll` is written at most this often (it is for `rssn-node status`; a
+#: write per poll would cost an fsync per poll while referrals stream in).
+_LAST_POLL_EVERY_S = 5.0
+
+
 def receiver_loop(node: Node, stop: threading.Event) -> None:
-    """Long-poll, process, ack; forever, with backoff on transient failures."""
+    """Long-poll, process, ack; forever, with backoff on transient failures.
+
+    Catching up (a full page came back): the next page is fetched while this one is
+    processed, and the acknowledgement goes out while the next page is processed. Each
+    page is still acknowledged only after its transaction committed; items fetched ahead
+    are leased to us by the hub and come back after the lease if we die first.
+    """
+    import time
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from node.hub_client import HubError, retrying
 
     processor = InboxProcessor(node)
     node.refresh_directory()
-    while not stop.is_set():
+    io = ThreadPoolExecutor(2, thread_name_prefix="rssn-recv-io")
+    ahead: Future[list[dict[str, Any]]] | None = None
+    acking: Future[None] | None = None
+    last_poll_write = 0.0
+
+    def poll(wait: int) -> list[dict[str, Any]]:
+        for attempt in retrying(stop):
+            with attempt:
+                return node.client.mailbox(wait=wait, limit=node.settings.batch_limit)
+        return []
+
+    def ack(ids: list[str]) -> None:
         try:
             for attempt in retrying(stop):
                 with attempt:
-                    items = node.client.mailbox(wait=node.settings.poll_wait,
-                                                limit=node.settings.batch_limit)
+                    node.client.ack(ids)
         except HubError as exc:
-            if stop.is_set():
+            _log.warning("mailbox_ack_failed", code=exc.code, count=len(ids))
+
+    try:
+        while not stop.is_set():
+            try:
+                if ahead is not None:
+                    items, ahead = ahead.result(), None
+                else:
+                    if acking is not None:  # a long-poll after the last ack, not before it
+                        acking.result()
+                        acking = None
+                    items = poll(node.settings.poll_wait)
+            except HubError as exc:
+                if stop.is_set():
+                    return
+                _log.warning("mailbox_poll_failed", code=exc.code)
+                stop.wait(5)
+                continue
+            if stop.is_set() and not items:
                 return
-            _log.warning("mailbox_poll_failed", code=exc.code)
-            stop.wait(5)
-            continue
-        if stop.is_set() and not items:
-            return
-        with node.engine.begin() as conn:
-            set_kv(conn, "last_successful_poll", now_utc().strftime("%Y-%m-%dT%H:%M:%SZ"))
-        node.refresh_directory()
-        if not items:
-            continue
-        result = processor.process(items)
-        _fault_pause_before_ack(stop)
-        if result.outbox:
-            node.outbox_wakeup.set()
-        if result.webhooks:
-            node.webhook_wakeup.set()
-        try:
-            for attempt in retrying(stop):
-                with attempt:
-                    node.client.ack(result.ack)
-        except HubError as exc:
-            _log.warning("mailbox_ack_failed", code=exc.code, count=len(result.ack))
-        _log.info("inbox_batch", count=len(items), stored_count=result.stored,
-                  duplicate_count=result.duplicates, quarantined_count=result.quarantined)
+            now = time.monotonic()
+            if now - last_poll_write >= _LAST_POLL_EVERY_S:
+                with node.engine.begin() as conn:
+                    set_kv(conn, "last_successful_poll",
+                           now_utc().strftime("%Y-%m-%dT%H:%M:%SZ"))
+                last_poll_write = now
+            node.refresh_directory()
+            full = len(items) >= node.settings.batch_limit
+            processor.backlog(full)
+            if not items:
+                continue
+            if full and not stop.is_set():
+                ahead = io.submit(poll, 0)
+            result = processor.process(items)
+            _fault_pause_before_ack(stop)
+            if result.outbox:
+                node.outbox_wakeup.set()
+            if result.webhooks:
+                node.webhook_wakeup.set()
+            if acking is not None:
+                acking.result()
+            acking = io.submit(ack, result.ack)
+            _log.info("inbox_batch", count=len(items), stored_count=result.stored,
+                      duplicate_count=result.duplicates, quarantined_count=result.quarantined)
+    finally:
+        if acking is not None and not stop.is_set():
+            acking.result()
+        io.shutdown(wait=False)
+        processor.close()
