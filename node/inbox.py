@@ -700,6 +700,10 @@ def receiver_loop(node: Node, stop: threading.Event) -> None:
             node.refresh_directory()
             full = len(items) >= node.settings.batch_limit
             processor.backlog(full)
+            if full:
+                node.inbox_backlog.set()
+            else:
+                node.inbox_backlog.clear()
             if not items:
                 continue
             if full and not stop.is_set():
@@ -716,6 +720,7 @@ def receiver_loop(node: Node, stop: threading.Event) -> None:
             _log.info("inbox_batch", count=len(items), stored_count=result.stored,
                       duplicate_count=result.duplicates, quarantined_count=result.quarantined)
     finally:
+        node.inbox_backlog.clear()
         if acking is not None and not stop.is_set():
             acking.result()
         io.shutdown(wait=False)

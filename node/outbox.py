@@ -145,11 +145,33 @@ class OutboxSender:
         _log.warning("message_refused_by_hub", message_id=message_id, code=code)
 
 
+#: While the inbox is catching up, the outbox yields to it for at most this long at a time.
+INBOX_FIRST_MAX_S = 30.0
+
+
+def _yield_to_inbox(node: Node, stop: threading.Event, since: float) -> None:
+    """Intake first: after days offline, what others sent us (referrals people wait for) is
+    drained before our own queue (mostly receipts for what we are receiving) competes with it
+    for the CPU. Everything stays queued in the outbox; this only orders the work, and never
+    for more than INBOX_FIRST_MAX_S."""
+    import time
+
+    while (node.inbox_backlog.is_set() and not stop.is_set()
+           and time.monotonic() - since < INBOX_FIRST_MAX_S):
+        stop.wait(0.2)
+
+
 def sender_loop(node: Node, stop: threading.Event) -> None:
+    import time
+
     from node.hub_client import HubError, retrying
 
     sender = OutboxSender(node, batch_limit=node.settings.batch_limit)
+    last_send = time.monotonic()
     while not stop.is_set():
+        if node.inbox_backlog.is_set():
+            _yield_to_inbox(node, stop, last_send)
+        last_send = time.monotonic()
         node.outbox_wakeup.clear()
         rows = sender.pending()
         if not rows:

@@ -88,6 +88,8 @@ class Node:
             token_endpoint=config.token_endpoint, transport=transport,
         )
         self.outbox_wakeup = threading.Event()
+        #: Set by the receiver while the hub holds more for us than one page (catching up).
+        self.inbox_backlog = threading.Event()
         self.webhook_wakeup = threading.Event()
         self._dir_lock = threading.Lock()
         self._fetch_lock = threading.Lock()
