@@ -55,12 +55,14 @@ from sqlalchemy.pool import StaticPool
 from common.logging import get_logger
 
 __all__ = [
+    "READ_ONLY",
     "current_revision",
     "head_revision",
     "is_postgres",
     "is_sqlite",
     "make_engine",
     "normalize_url",
+    "read_only",
     "run_alembic_env",
     "run_migrations",
     "sqlite_url",
@@ -101,8 +103,28 @@ def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
         cur.close()
 
 
+#: Execution option for connections that only read (see `read_only`).
+READ_ONLY = "rssn_read_only"
+
+
 def _on_sqlite_begin(conn: sa.Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    if conn.get_execution_options().get(READ_ONLY):
+        # A read in WAL mode needs no lock: a deferred BEGIN reads a consistent snapshot
+        # and neither waits for nor delays a writer's commit (fsync).
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine (same pool) for connections that never write.
+
+    Why: every SQLite transaction here starts with BEGIN IMMEDIATE, which takes the write
+    lock, so without this a SELECT (an API-key check, a list) queues behind every commit.
+    Writing on such a connection is a programming error (it may fail with "database is
+    locked" instead of waiting). On PostgreSQL the option changes nothing.
+    """
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

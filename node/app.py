@@ -91,6 +91,13 @@ def create_app(
 
             node = open_node(settings, passphrase or get_passphrase())
         app.state.node = node
+        # The API's event loop shares the GIL with the sender, receiver and writer threads;
+        # by default a CPU-bound thread keeps it up to 5 ms before handing over, several
+        # times per request. 1 ms keeps API answers prompt while receipts are processed.
+        import os
+        import sys
+
+        sys.setswitchinterval(float(os.environ.get("RSSN_NODE_SWITCH_INTERVAL_S", "0.001")))
         if not getattr(app.state, "metrics_installed", False):
             from node.api.metrics import metrics_router
 

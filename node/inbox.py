@@ -49,6 +49,22 @@ __all__ = ["InboxProcessor", "receiver_loop"]
 
 _log = get_logger(__name__)
 
+#: Statements of the per-message paths, built once (constructing them per message cost more
+#: than executing them). Bind names differ from column names (SQLAlchemy reserves those).
+_REFERRAL_BY_ID = sa.select(REFERRALS).where(REFERRALS.c.id == sa.bindparam("b_id"))
+_OUTBOX_BY_ID = sa.select(OUTBOX).where(OUTBOX.c.message_id == sa.bindparam("b_id"))
+_OUTBOX_DELIVERED = (sa.update(OUTBOX).where(OUTBOX.c.message_id == sa.bindparam("b_id"))
+                     .values(delivered_at=sa.bindparam("b_at")))
+_REFERRAL_DELIVERED = (sa.update(REFERRALS).where(REFERRALS.c.id == sa.bindparam("b_id"))
+                       .values(delivered_at=sa.bindparam("b_at"),
+                               updated_at=sa.bindparam("b_at")))
+_REFERRAL_DELIVERED_STATUS = (
+    sa.update(REFERRALS).where(REFERRALS.c.id == sa.bindparam("b_id"))
+    .values(delivered_at=sa.bindparam("b_at"), updated_at=sa.bindparam("b_at"),
+            status=sa.bindparam("b_status")))
+_INBOX_DIGESTS = (sa.select(INBOX.c.message_id, INBOX.c.envelope_digest)
+                  .where(INBOX.c.message_id.in_(sa.bindparam("b_ids", expanding=True))))
+
 
 def _fmt(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -173,7 +189,7 @@ class InboxProcessor:
         keys += [str((i.get("notice") or {}).get("notice_id", "")) for i, e, x in parsed
                  if e is None and x is None and isinstance(i.get("notice"), dict)]
         # One receiver per node: what is seen now is what the transaction will see.
-        with self.node.engine.connect() as conn:
+        with self.node.reader.connect() as conn:
             digests = _digests(conn, keys)
             seen = set(digests)
             seen |= existing_ids(conn, QUARANTINE.c.item_key,
@@ -182,7 +198,8 @@ class InboxProcessor:
         pre = self._prepare([e for _, e, _ in parsed
                              if e is not None and e.header.id not in digests
                              and _qkey(e) not in seen])
-        with self.node.engine.begin() as conn:
+
+        def txn(conn: sa.Connection) -> None:
             self._buf = _Buffer()
             hooks = active_webhooks(conn)
             self._buf.referral_ids = existing_ids(
@@ -225,6 +242,9 @@ class InboxProcessor:
                         seen.add(item_id)
                 result.ack.append(item_id)
             self._buf.flush(conn)
+
+        # In the node's writer: shares its commit (fsync) with concurrent writes.
+        self.node.writer.run(txn)
         return result
 
     def _prepare(self, envelopes: list[Envelope]) -> dict[str, _Pre | _Bulk]:
@@ -282,10 +302,12 @@ class InboxProcessor:
             mid, key = env.header.id, _qkey(env)
         except ProtocolError:
             pass
+        def txn(conn: sa.Connection) -> None:
+            if not existing_ids(conn, QUARANTINE.c.item_key, [key]):
+                self._quarantine(conn, key, mid, None, "internal", item, result)
+
         try:
-            with self.node.engine.begin() as conn:
-                if not existing_ids(conn, QUARANTINE.c.item_key, [key]):
-                    self._quarantine(conn, key, mid, None, "internal", item, result)
+            self.node.writer.run(txn)
             result.ack.append(item_id)
         except Exception as exc:  # the database itself is failing: do not ack, retry later
             _log.error("inbox_quarantine_failed", error=exc)
@@ -379,6 +401,10 @@ class InboxProcessor:
                 inner_sig = opened.inner_signature.hex()
                 if h.kind == "referral":
                     self._apply_referral(conn, env, opened, result, hooks)
+                elif h.kind == "receipt":
+                    # Every refusal of a receipt happens before its first write: no SAVEPOINT.
+                    self._buf.flush(conn)
+                    self._apply(conn, env, opened, result, hooks)
                 else:
                     self._buf.flush(conn)
                     with conn.begin_nested():
@@ -404,7 +430,7 @@ class InboxProcessor:
         if h.kind == "referral":
             self._apply_referral(conn, env, opened, result, hooks)
             return
-        row = conn.execute(sa.select(REFERRALS).where(REFERRALS.c.id == h.thread)).first()
+        row = conn.execute(_REFERRAL_BY_ID, {"b_id": h.thread}).first()
         if row is None:
             if h.kind == "problem":
                 return  # about a message we no longer know: nothing to update
@@ -497,26 +523,28 @@ class InboxProcessor:
     def _apply_receipt(self, conn: sa.Connection, sender: str, row: Any, doc: Any,
                        result: BatchResult, hooks: list[tuple[int, frozenset[str]]],
                        data: dict[str, Any]) -> None:
-        out = conn.execute(sa.select(OUTBOX).where(OUTBOX.c.message_id == doc.message_id)).first()
+        out = conn.execute(_OUTBOX_BY_ID, {"b_id": doc.message_id}).first()
         if out is None or out.to_node != sender or out.referral_id != row.id:
             raise Malformed("receipt for a message this node did not send to the receipter",
                             field="message_id")
         if out.envelope_digest != doc.envelope_digest:
             raise Conflict("receipt digest does not match the envelope sent", field="envelope_digest")
         now = now_utc()
-        conn.execute(sa.update(OUTBOX).where(OUTBOX.c.message_id == out.message_id)
-                     .values(delivered_at=doc.received_at))
+        conn.execute(_OUTBOX_DELIVERED, {"b_id": out.message_id, "b_at": doc.received_at})
         if out.kind == "referral":
             # History times are when this node learned a fact (sub-second, monotonic); the
             # peer's own signed time stays in the stored receipt statement.
-            values: dict[str, Any] = {"delivered_at": now, "updated_at": now}
-            if row.status == "requested":
-                values["status"] = next_state("requested", "received", Role.RECIPIENT).value
-            conn.execute(sa.update(REFERRALS).where(REFERRALS.c.id == row.id).values(**values))
+            moved = row.status == "requested"
+            if moved:
+                conn.execute(_REFERRAL_DELIVERED_STATUS, {
+                    "b_id": row.id, "b_at": now,
+                    "b_status": next_state("requested", "received", Role.RECIPIENT).value})
+            else:
+                conn.execute(_REFERRAL_DELIVERED, {"b_id": row.id, "b_at": now})
             add_history(conn, row.id, actor=sender, event="received", at=now,
-                        status="received" if "status" in values else None,
+                        status="received" if moved else None,
                         message_id=doc.message_id)
-            if "status" in values:
+            if moved:
                 result.webhooks += enqueue_webhook_event(
                     conn, "referral.status", {**data, "status": "received"}, hooks=hooks)
         elif out.kind == "consent_withdrawn":
@@ -616,9 +644,8 @@ def _digests(conn: sa.Connection, ids: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for start in range(0, len(wanted), 400):
         chunk = wanted[start : start + 400]
-        out.update((str(m), str(d)) for m, d in conn.execute(
-            sa.select(INBOX.c.message_id, INBOX.c.envelope_digest)
-            .where(INBOX.c.message_id.in_(chunk))))
+        out.update((str(m), str(d)) for m, d in conn.execute(_INBOX_DIGESTS,
+                                                             {"b_ids": chunk}))
     return out
 
 
@@ -632,6 +659,10 @@ def _fault_pause_before_ack(stop: threading.Event) -> None:
     if pause:
         _log.warning("inbox_committed_awaiting_ack")
         stop.wait(float(pause))
+
+
+def _stamp_poll(conn: sa.Connection) -> None:
+    set_kv(conn, "last_successful_poll", now_utc().strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
 #: `last_successful_poll` is written at most this often (it is for `rssn-node status`; a
@@ -693,9 +724,7 @@ def receiver_loop(node: Node, stop: threading.Event) -> None:
                 return
             now = time.monotonic()
             if now - last_poll_write >= _LAST_POLL_EVERY_S:
-                with node.engine.begin() as conn:
-                    set_kv(conn, "last_successful_poll",
-                           now_utc().strftime("%Y-%m-%dT%H:%M:%SZ"))
+                node.writer.run(_stamp_poll)
                 last_poll_write = now
             node.refresh_directory()
             full = len(items) >= node.settings.batch_limit

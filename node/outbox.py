@@ -39,7 +39,7 @@ class OutboxSender:
         self.batch_limit = batch_limit
 
     def pending(self) -> list[Any]:
-        with self.node.engine.connect() as conn:
+        with self.node.reader.connect() as conn:
             return list(conn.execute(
                 sa.select(OUTBOX.c.message_id, OUTBOX.c.envelope, OUTBOX.c.envelope_digest)
                 .where(OUTBOX.c.state == "pending")
@@ -109,13 +109,12 @@ class OutboxSender:
                                  code=exc.code)
             updates.append({"mid": row.message_id, "receipt": json.dumps(receipt)
                             if receipt is not None else None})
-        with self.node.engine.begin() as conn:
-            conn.execute(
-                sa.update(OUTBOX).where(OUTBOX.c.message_id == sa.bindparam("mid"))
-                .values(state="sent", sent_at=now, attempts=OUTBOX.c.attempts + 1,
-                        hub_receipt=sa.bindparam("receipt")),
-                updates,
-            )
+        self.node.writer.run(lambda conn: conn.execute(
+            sa.update(OUTBOX).where(OUTBOX.c.message_id == sa.bindparam("mid"))
+            .values(state="sent", sent_at=now, attempts=OUTBOX.c.attempts + 1,
+                    hub_receipt=sa.bindparam("receipt")),
+            updates,
+        ))
 
     def _failed(self, message_id: str, code: str) -> None:
         now = now_utc()

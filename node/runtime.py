@@ -13,7 +13,9 @@ import json
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,6 +47,35 @@ LAST_POLL_KEY = "last_successful_poll"
 DIRECTORY_MAX_AGE_S = 60.0
 #: ... and never more often than this when forced by an unknown node or key.
 DIRECTORY_MIN_INTERVAL_S = 1.0
+
+
+#: Hot-path statements built once (a `.values(...)` per call costs more than the insert).
+_INSERT_REFERRAL = sa.insert(REFERRALS)
+_INSERT_HISTORY = sa.insert(HISTORY)
+_INSERT_OUTBOX = sa.insert(OUTBOX)
+
+
+def _outbox_row(envelope: Envelope, referral_id: str) -> dict[str, Any]:
+    h = envelope.header
+    return dict(message_id=h.id, kind=h.kind, referral_id=referral_id, to_node=h.recipient,
+                envelope=envelope.raw.decode("utf-8"), envelope_digest=envelope.digest,
+                state="pending", attempts=0, last_error=None, created_at=now_utc(),
+                sent_at=None, delivered_at=None, hub_receipt=None)
+
+
+@dataclass
+class _NewReferral:
+    """A referral ready to be written: its rows and its sealed envelope."""
+
+    row: dict[str, Any]
+    history: dict[str, Any]
+    outbox: dict[str, Any]
+    envelope: Envelope
+
+    def write(self, conn: sa.Connection) -> None:
+        conn.execute(_INSERT_REFERRAL, self.row)
+        conn.execute(_INSERT_HISTORY, self.history)
+        conn.execute(_INSERT_OUTBOX, self.outbox)
 
 
 class NotFound(Exception):
@@ -80,8 +111,15 @@ class Node:
         self.settings = settings
         self.config = config
         self.keys = keys
+        from common.db import read_only
+        from node.writer import Writer
+
         self.node_id = config.node_id
         self.engine = engine
+        #: Same pool, for connections that only read (no write lock on SQLite).
+        self.reader = read_only(engine)
+        #: Busy write paths (API creations, inbox, outbox) share transactions here.
+        self.writer = Writer(engine)
         self.hub_key = b64u_decode(config.hub_key, length=32)
         self.client = HubClient(
             config.hub_url, node_id=config.node_id, signing=keys.signing,
@@ -209,19 +247,37 @@ class Node:
 
     def queue(self, conn: sa.Connection, envelope: Envelope, *, referral_id: str) -> None:
         """Put a sealed envelope in the outbox (caller's transaction)."""
-        h = envelope.header
-        conn.execute(
-            sa.insert(OUTBOX).values(
-                message_id=h.id, kind=h.kind, referral_id=referral_id, to_node=h.recipient,
-                envelope=envelope.raw.decode("utf-8"), envelope_digest=envelope.digest,
-                state="pending", attempts=0, created_at=now_utc(),
-            )
-        )
+        conn.execute(_INSERT_OUTBOX, _outbox_row(envelope, referral_id))
 
     # -- local actions ---------------------------------------------------------------
 
     def create_referral(self, to: str, referral: Any, *, source_key: str | None = None
                         ) -> dict[str, Any]:
+        prepared = self._prepare_referral(to, referral, source_key)
+        if isinstance(prepared, dict):
+            return prepared
+        self.writer.run(prepared.write)  # durable (fsync shared with concurrent writes)
+        return self._created(prepared)
+
+    async def create_referral_async(self, to: str, referral: Any) -> dict[str, Any]:
+        """`create_referral` for the API's event loop: validating and sealing take well
+        under a millisecond here, and the commit is awaited, not waited for in a thread.
+        A recipient not in our verified directory goes the thread way (it may ask the hub)."""
+        import asyncio
+
+        from starlette.concurrency import run_in_threadpool
+
+        if self._directory is None or to not in self._directory.entries:
+            return await run_in_threadpool(self.create_referral, to, referral)
+        prepared = self._prepare_referral(to, referral, None)
+        if isinstance(prepared, dict):
+            return prepared
+        await asyncio.wrap_future(self.writer.submit(prepared.write))
+        return self._created(prepared)
+
+    def _prepare_referral(self, to: str, referral: Any, source_key: str | None
+                          ) -> _NewReferral | dict[str, Any]:
+        """Everything but the write: checks, sealing, rows (or the known referral's summary)."""
         from common.ids import new_message_id
         from protocol.consent import check_consent
         from protocol.documents import (
@@ -234,7 +290,7 @@ class Node:
         if to == self.node_id:
             raise WrongRecipient("a node cannot refer to itself", field="to")
         if source_key:
-            with self.engine.connect() as conn:
+            with self.reader.connect() as conn:
                 known = conn.execute(sa.select(REFERRALS.c.id)
                                      .where(REFERRALS.c.source_key == source_key)).scalar()
             if known:
@@ -249,23 +305,22 @@ class Node:
         meta = monitoring_fields(doc)
         envelope = self.seal(kind="referral", to=to, thread=referral_id, document=doc_json,
                              meta=meta, now=now)
-        with self.engine.begin() as conn:
-            conn.execute(
-                sa.insert(REFERRALS).values(
-                    id=referral_id, direction="outbound", from_node=self.node_id, to_node=to,
-                    status="requested", priority=meta.get("priority"),
-                    category=meta.get("category"),
-                    document=json.dumps(doc_json, separators=(",", ":")),
-                    restricted=False, created_at=now, updated_at=now, source_key=source_key,
-                )
-            )
-            add_history(conn, referral_id, actor=self.node_id, event="requested",
-                        status="requested", at=now, message_id=envelope.header.id)
-            self.queue(conn, envelope, referral_id=referral_id)
+        row = dict(
+            id=referral_id, direction="outbound", from_node=self.node_id, to_node=to,
+            status="requested", priority=meta.get("priority"), category=meta.get("category"),
+            document=json.dumps(doc_json, separators=(",", ":")), restricted=False,
+            created_at=now, updated_at=now, source_key=source_key, delivered_at=None,
+            consent_withdrawn_at=None, consent_ack_at=None,
+        )
+        history = dict(referral_id=referral_id, actor=self.node_id, event="requested",
+                       status="requested", at=now, note=None, message_id=envelope.header.id)
+        return _NewReferral(row, history, _outbox_row(envelope, referral_id), envelope)
+
+    def _created(self, new: _NewReferral) -> dict[str, Any]:
         self.outbox_wakeup.set()
-        _log.info("referral_created", referral_id=referral_id, message_id=envelope.header.id,
-                  to_node=to)
-        return self.referral_summary(referral_id)
+        _log.info("referral_created", referral_id=new.row["id"],
+                  message_id=new.envelope.header.id, to_node=new.row["to_node"])
+        return self._summary(SimpleNamespace(**new.row))
 
     def _load_for_update(self, conn: sa.Connection, referral_id: str) -> sa.Row[Any]:
         row = conn.execute(
@@ -361,7 +416,7 @@ class Node:
         }
 
     def referral_summary(self, referral_id: str) -> dict[str, Any]:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             row = conn.execute(sa.select(REFERRALS).where(REFERRALS.c.id == referral_id)).first()
         if row is None:
             raise NotFound(referral_id)
@@ -375,11 +430,11 @@ class Node:
         if status:
             q = q.where(REFERRALS.c.status.in_([s for s in status.split(",") if s]))
         q = q.order_by(REFERRALS.c.updated_at.desc(), REFERRALS.c.id).limit(limit).offset(offset)
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return [self._summary(r) for r in conn.execute(q)]
 
     def referral_detail(self, referral_id: str) -> dict[str, Any]:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             row = conn.execute(sa.select(REFERRALS).where(REFERRALS.c.id == referral_id)).first()
             if row is None:
                 raise NotFound(referral_id)
@@ -404,6 +459,7 @@ class Node:
 
     def close(self) -> None:
         self.client.close()
+        self.writer.close()
         self.engine.dispose()
 
 

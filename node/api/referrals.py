@@ -34,8 +34,8 @@ def _not_found(referral_id: str) -> ProblemHTTPException:
 
 
 @router.post("", status_code=202, summary="Send a referral (queued; delivered by the outbox)")
-def create_referral(body: CreateReferral, node: NodeDep, _key: AuthDep) -> dict[str, Any]:
-    return node.create_referral(body.to, body.referral)
+async def create_referral(body: CreateReferral, node: NodeDep, _key: AuthDep) -> dict[str, Any]:
+    return await node.create_referral_async(body.to, body.referral)
 
 
 @router.get("", summary="List referrals")
