@@ -120,3 +120,13 @@ def node_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeWorld]:
         for k, v in saved.items():
             if v is not None:
                 os.environ[k] = v
+
+
+@pytest.fixture
+def network(tmp_path: Path, spawn_service: Any) -> Iterator[Network]:
+    """An empty network (no hub yet); processes stop when the test ends."""
+    net = Network(tmp_path, spawn_service)
+    try:
+        yield net
+    finally:
+        net.close()
