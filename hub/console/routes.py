@@ -526,7 +526,7 @@ async def directory_import(
     else:
         try:
             doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             errors = ["$: not JSON"]
     if not errors:
         from starlette.concurrency import run_in_threadpool
