@@ -218,8 +218,11 @@ class InboxProcessor:
                                          "replayed", json.loads(env.raw), result)
                         seen.add(_qkey(env))
                     else:
-                        self._envelope(conn, env, result, hooks, pre[env.header.id])
-                        digests[env.header.id] = env.digest
+                        # Only a stored message makes its digest "the" one for its id: a
+                        # tampered copy quarantined first must not shadow the genuine one
+                        # that follows in the same page (only a hostile hub serves both).
+                        if self._envelope(conn, env, result, hooks, pre[_qkey(env)]):
+                            digests[env.header.id] = env.digest
                         seen.add(_qkey(env))
                 elif err is not None:
                     if item_id not in seen:
@@ -250,7 +253,10 @@ class InboxProcessor:
     def _prepare(self, envelopes: list[Envelope]) -> dict[str, _Pre | _Bulk]:
         """Verify, decrypt and seal receipts outside the transaction: many referrals on the
         process pool when there is a backlog, the rest on a small thread pool (libsodium
-        releases the GIL)."""
+        releases the GIL).
+
+        Keyed by `_qkey` (id and digest), not the id alone: two different envelopes under one
+        id in a page must each get their own result."""
         out: dict[str, _Pre | _Bulk] = {}
         opener = self._opener
         if opener is not None and opener.ready:
@@ -259,8 +265,8 @@ class InboxProcessor:
                 for env, value in zip(bulk, opener.open(self.node.directory,
                                                         [e.raw for e in bulk]), strict=True):
                     if value is not None:
-                        out[env.header.id] = _Bulk(value)
-                envelopes = [e for e in envelopes if e.header.id not in out]
+                        out[_qkey(env)] = _Bulk(value)
+                envelopes = [e for e in envelopes if _qkey(e) not in out]
         out.update(self._prepare_here(envelopes))
         return out
 
@@ -279,7 +285,7 @@ class InboxProcessor:
             return opened, None, receipt
 
         if len(envelopes) < 8 or self.workers <= 1:
-            return {e.header.id: one(e) for e in envelopes}
+            return {_qkey(e): one(e) for e in envelopes}
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -289,7 +295,7 @@ class InboxProcessor:
         out: dict[str, _Pre] = {}
         for part, results in zip(parts, self._pool.map(lambda p: [one(e) for e in p], parts),
                                  strict=True):
-            out.update((e.header.id, r) for e, r in zip(part, results, strict=True))
+            out.update((_qkey(e), r) for e, r in zip(part, results, strict=True))
         return out
 
     def _quarantine_unexpected(self, item: dict[str, Any]) -> BatchResult:
@@ -384,7 +390,8 @@ class InboxProcessor:
             return attempt()
 
     def _envelope(self, conn: sa.Connection, env: Envelope, result: BatchResult,
-                  hooks: list[tuple[int, frozenset[str]]], pre: _Pre | _Bulk) -> None:
+                  hooks: list[tuple[int, frozenset[str]]], pre: _Pre | _Bulk) -> bool:
+        """Process one new envelope; True when it was stored, False when quarantined."""
         h = env.header
         opened: Opened | None = None
         try:
@@ -412,7 +419,7 @@ class InboxProcessor:
         except ProtocolError as exc:
             self._quarantine(conn, _qkey(env), h.id, h.sender, exc.code,
                              json.loads(env.raw), result, thread=h.thread)
-            return
+            return False
         finally:
             self._current_receipt = None
         self._buf.inbox.append(dict(
@@ -421,6 +428,7 @@ class InboxProcessor:
             received_at=now_utc(),
         ))
         result.stored += 1
+        return True
 
     def _apply(self, conn: sa.Connection, env: Envelope, opened: Opened, result: BatchResult,
                hooks: list[tuple[int, frozenset[str]]]) -> None:

@@ -119,11 +119,6 @@ def test_node_refuses_what_a_hostile_hub_serves(network: Network, tally: Recorde
     _run(network, tally, same_page=False)
 
 
-@pytest.mark.xfail(reason="node/inbox.py keys prepared results by message id and records a "
-                          "quarantined variant's digest as processed, so a tampered copy served "
-                          "in the same mailbox page as the genuine envelope makes the node refuse "
-                          "the genuine one as 'replayed' (only a hostile hub can do this; see "
-                          "notes/requests-reliability.md)", strict=False)
 def test_tampered_copy_in_the_same_page_does_not_shadow_the_genuine(
         network: Network, tally: Recorder) -> None:
     _run(network, tally, same_page=True)
