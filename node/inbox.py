@@ -753,7 +753,11 @@ def receiver_loop(node: Node, stop: threading.Event) -> None:
                 node.webhook_wakeup.set()
             if acking is not None:
                 acking.result()
-            acking = io.submit(ack, result.ack)
+                acking = None
+            if full:  # catching up: acknowledge while the next page is processed
+                acking = io.submit(ack, result.ack)
+            else:
+                ack(result.ack)
             _log.info("inbox_batch", count=len(items), stored_count=result.stored,
                       duplicate_count=result.duplicates, quarantined_count=result.quarantined)
     finally:
