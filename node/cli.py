@@ -23,6 +23,9 @@ app.add_typer(webhook_app, name="webhook")
 services_app = typer.Typer(no_args_is_help=True,
                            help="The organisation's services in the network directory (HSDS 3.0).")
 app.add_typer(services_app, name="services")
+peers_app = typer.Typer(no_args_is_help=True,
+                        help="Key continuity: peers' signing keys as pinned by this node.")
+app.add_typer(peers_app, name="peers")
 
 DataDir = Annotated[Path, typer.Option("--data-dir", help="The node's data directory.")]
 
@@ -140,9 +143,88 @@ def status(data_dir: DataDir) -> None:
     finally:
         client.close()
         engine.dispose()
+    changed = report.pop("peer_keys_changed", [])
     width = max(len(k) for k in report)
     for key, value in report.items():
         typer.echo(f"{key.replace('_', ' '):<{width}}  {value if value is not None else '-'}")
+    typer.echo(f"{'peer keys changed':<{width}}  {len(changed) or '-'}")
+    for c in changed:
+        typer.echo(f"  KEY CHANGED {c['node_id']}: trusted {c['trusted_fingerprint']}, directory "
+                   f"now {c['new_fingerprint']} (since {c['changed_at']}); nothing is sent to "
+                   "or accepted from it until confirmed: `rssn-node peers trust --data-dir DIR "
+                   f"--node-id {c['node_id']} --fingerprint <FP confirmed with them>`")
+
+
+# -- key continuity (node.peers) -----------------------------------------------------------
+
+
+def _stored_directory(settings: Any, engine: Any) -> Any:
+    """The newest directory this node verified (checked again with the pinned hub key)."""
+    from node.runtime import DIRECTORY_KEY, _parse_directory
+    from node.store.queries import get_kv
+    from protocol import ProtocolError, b64u_decode
+
+    config = settings.load_config()
+    with engine.connect() as conn:
+        raw = get_kv(conn, DIRECTORY_KEY)
+    if raw is None:
+        return None
+    try:
+        return _parse_directory(raw.encode("utf-8"), b64u_decode(config.hub_key, length=32))
+    except ProtocolError as exc:
+        _fail(f"the stored directory does not verify ({exc.code})")
+
+
+@peers_app.command("list")
+def peers_list(data_dir: DataDir) -> None:
+    """Each peer's pinned signing-key fingerprint and whether the directory changed it."""
+    _logging()
+    from node.peers import load_pins
+    from node.store.queries import iso
+    from protocol import fingerprint
+
+    settings = _settings(data_dir)
+    engine = _migrated_engine(settings)
+    try:
+        directory = _stored_directory(settings, engine)
+        with engine.connect() as conn:
+            pins = load_pins(conn)
+    finally:
+        engine.dispose()
+    entries = directory.entries if directory is not None else {}
+    for nid in sorted(pins):
+        p = pins[nid]
+        e = entries.get(nid)
+        shown = fingerprint(e.signing_key) if e is not None else "(not in directory)"
+        if p.status == "changed":
+            typer.echo(f"{nid}\tCHANGED\ttrusted {p.fingerprint}\tdirectory {shown}"
+                       f"\tsince {iso(p.changed_at)}")
+        else:
+            typer.echo(f"{nid}\ttrusted\t{p.fingerprint}")
+
+
+@peers_app.command("trust")
+def peers_trust(
+    data_dir: DataDir,
+    node_id: Annotated[str, typer.Option("--node-id", help="The peer whose new key to trust")],
+    fp: Annotated[str, typer.Option("--fingerprint", help="The new signing-key fingerprint, "
+                                    "as confirmed with that organisation out of band")],
+) -> None:
+    """Trust a peer's new signing key (after confirming its fingerprint out of band)."""
+    _logging()
+    from node.peers import trust_peer
+
+    settings = _settings(data_dir)
+    engine = _migrated_engine(settings)
+    try:
+        directory = _stored_directory(settings, engine)
+        with engine.begin() as conn:
+            pin = trust_peer(conn, directory, node_id, fp)
+    except (LookupError, ValueError) as exc:
+        _fail(str(exc))
+    finally:
+        engine.dispose()
+    typer.echo(f"{node_id}: signing key {pin.fingerprint} trusted")
 
 
 # -- published services (HSDS 3.0, carried in the hub-signed directory) -------------------

@@ -258,6 +258,14 @@ class InboxProcessor:
         Keyed by `_qkey` (id and digest), not the id alone: two different envelopes under one
         id in a page must each get their own result."""
         out: dict[str, _Pre | _Bulk] = {}
+        held = self.node.held_sender_kids()
+        if held:
+            # Key continuity (node.peers): signed by a peer's new, unconfirmed key: refused.
+            for env in envelopes:
+                if held.get(env.header.sender) == env.header.sender_kid:
+                    out[_qkey(env)] = (None, self.node.peer_key_refusal(env.header.sender),
+                                       None)
+            envelopes = [e for e in envelopes if _qkey(e) not in out]
         opener = self._opener
         if opener is not None and opener.ready:
             bulk = [e for e in envelopes if e.header.kind == "referral"]

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from common.logging import get_logger
 from node.keystore import NodeKeys, load_keys
+from node.peers import PEER_KEYS, Pin, load_pins, sync_pins
 from node.settings import NodeConfig, NodeSettings
 from node.store.queries import (
     HISTORY,
@@ -35,7 +36,7 @@ from node.store.queries import (
     set_kv,
 )
 from protocol import Directory, Envelope, ProtocolError, Role, b64u_decode, next_state
-from protocol.errors import Conflict, InvalidTransition, WrongRecipient
+from protocol.errors import Conflict, InvalidTransition, UnknownKey, WrongRecipient
 
 __all__ = ["Node", "NotFound", "open_node"]
 
@@ -134,6 +135,9 @@ class Node:
         self._directory: Directory | None = None
         self._directory_fetched = 0.0
         self._directory_tried = 0.0
+        #: Key continuity (node.peers): pinned peer keys, and the peers whose key changed.
+        self._pins: dict[str, Pin] = {}
+        self._changed: dict[str, Pin] = {}
         self._load_stored_directory()
 
     # -- directory -------------------------------------------------------------------
@@ -141,12 +145,59 @@ class Node:
     def _load_stored_directory(self) -> None:
         with self.engine.connect() as conn:
             raw = get_kv(conn, DIRECTORY_KEY)
+            self._set_pins(load_pins(conn))
         if raw is None:
             return
         try:
             self._directory = _parse_directory(raw.encode("utf-8"), self.hub_key)
         except ProtocolError as exc:
             _log.warning("stored_directory_invalid", code=exc.code)
+            return
+        # First sight of the directory stored at enrollment (or before this control existed).
+        with self.engine.begin() as conn:
+            self._set_pins(sync_pins(conn, self._directory, self.node_id, self._pins))
+
+    def _set_pins(self, pins: dict[str, Pin] | None) -> None:
+        if not pins:
+            return
+        merged = {**self._pins, **pins}
+        self._pins = merged
+        self._changed = {nid: p for nid, p in merged.items() if p.status == "changed"}
+
+    def _still_changed(self) -> dict[str, Pin]:
+        """Peers whose key changed, re-read: an operator may have confirmed one from the CLI
+        (another process) since. Only reads when something is held."""
+        if self._changed:
+            with self.reader.connect() as conn:
+                self._set_pins(load_pins(conn, list(self._changed)))
+        return self._changed
+
+    def check_peer_key(self, node_id: str) -> None:
+        """Refuse (409 unknown_key) to seal anything new to a peer whose key changed."""
+        if node_id in self._changed and node_id in self._still_changed():
+            raise self._changed[node_id].refusal()
+
+    def peer_key_refusal(self, node_id: str) -> ProtocolError:
+        pin = self._changed.get(node_id) or self._pins.get(node_id)
+        if pin is None:  # confirmed meanwhile; still refuse this one, it was judged held
+            return UnknownKey("sender key is not trusted yet", field="header.sender_kid")
+        return pin.refusal(field="header.sender_kid")
+
+    def held_sender_kids(self) -> dict[str, str]:
+        """Peer -> signing kid the directory now shows for it, for peers whose key changed
+        and is not confirmed: the inbox refuses envelopes signed with those keys."""
+        changed = self._still_changed()
+        if not changed or self._directory is None:
+            return {}
+        return {nid: e.signing_kid for nid in changed
+                if (e := self._directory.entries.get(nid)) is not None}
+
+    def peer_pins(self) -> dict[str, Pin]:
+        """Every pinned peer key, fresh from the database (API and status views)."""
+        with self.reader.connect() as conn:
+            pins = load_pins(conn)
+        self._set_pins(pins)
+        return pins
 
     def store_directory(self, data: bytes, *, fetched: bool = True) -> Directory:
         """Verify (pinned hub key, not expired, not older) and persist a signed directory."""
@@ -158,6 +209,8 @@ class Node:
             if self._directory is None or directory.version >= self._directory.version:
                 with self.engine.begin() as conn:
                     set_kv(conn, DIRECTORY_KEY, data.decode("utf-8"))
+                    pins = sync_pins(conn, directory, self.node_id, self._pins)
+                self._set_pins(pins)
                 self._directory = directory
             if fetched:
                 self._directory_fetched = time.monotonic()
@@ -227,6 +280,8 @@ class Node:
 
         created = (now or now_utc()).replace(microsecond=0)
         entry = self.peer_entry(to)
+        if to in self._changed:  # key continuity: never seal silently to a changed key
+            self.check_peer_key(to)
         try:
             binding = entry.current_encryption_key(created)
         except ProtocolError:
@@ -481,6 +536,11 @@ def status_report(conn: sa.Connection, config: NodeConfig, *, hub_ok: bool) -> d
             dir_version = None
     if isinstance(oldest, datetime) and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=UTC)
+    changed = [
+        {"node_id": r.node_id, "trusted_fingerprint": r.fingerprint,
+         "new_fingerprint": r.new_fingerprint, "changed_at": iso(r.changed_at)}
+        for r in conn.execute(sa.select(PEER_KEYS).where(PEER_KEYS.c.status == "changed")
+                              .order_by(PEER_KEYS.c.node_id))]
     return {
         "node_id": config.node_id,
         "hub_url": config.hub_url,
@@ -491,6 +551,8 @@ def status_report(conn: sa.Connection, config: NodeConfig, *, hub_ok: bool) -> d
         "outbox_failed": int(failed or 0),
         "key_expires_at": config.key_expires_at or None,
         "directory_version": dir_version,
+        # Key continuity: peers held until an operator confirms (`rssn-node peers trust`).
+        "peer_keys_changed": changed,
     }
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "InboxEntry",
     "KeyValue",
     "OutboxMessage",
+    "PeerKey",
     "Quarantine",
     "Referral",
     "Webhook",
@@ -174,3 +175,24 @@ class KeyValue(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     updated_at: datetime
+
+
+class PeerKey(SQLModel, table=True):
+    """Key continuity: each peer's signing key as first seen in a verified directory.
+
+    Why: the hub signs the directory, so whoever runs it could re-enroll a member's node id
+    with keys of its own. Like SSH known_hosts, a node remembers the key it first saw; a
+    different key later is held (`status` "changed") until an operator confirms it out of band.
+    """
+
+    __tablename__ = "peer_keys"
+
+    node_id: str = Field(primary_key=True, max_length=63)
+    #: The trusted signing-key fingerprint (first seen, or confirmed by an operator).
+    fingerprint: str = Field(max_length=80)
+    status: str = Field(default="trusted", max_length=12)  # trusted | changed
+    #: The directory's current, not yet confirmed fingerprint while status is "changed".
+    new_fingerprint: str | None = Field(default=None, max_length=80)
+    first_seen_at: datetime
+    changed_at: datetime | None = None
+    confirmed_at: datetime | None = None

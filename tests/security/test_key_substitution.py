@@ -9,10 +9,10 @@ out at once (its key is no longer current), so the substitution is visible to it
 and every node shows each member's signing-key fingerprint (GET /api/v1/directory) for
 out-of-band comparison.
 
-What does not (test_sender_refuses_a_silently_substituted_key, xfail): a sender does not
-notice that a peer's signing key changed. Key continuity (remembering each peer's key and
-holding referrals to a peer whose key changed until an operator confirms the new
-fingerprint) is requested in notes/requests-reliability.md.
+And (test_sender_refuses_a_silently_substituted_key): key continuity (node/peers.py). A
+sender pinned each peer's signing key at first sight; when the directory shows another one
+it says so (API, `rssn-node status`) and refuses to seal new referrals to it (409
+unknown_key) until an operator confirms the new fingerprint (`rssn-node peers trust`).
 """
 
 from __future__ import annotations
@@ -64,20 +64,27 @@ def test_substitution_cuts_off_the_real_member_and_shows_in_fingerprints(
     impostor.close()
 
 
-@pytest.mark.xfail(reason="not covered yet: no key continuity; a sender encrypts to a "
-                          "substituted key without notice (see notes/requests-reliability.md)",
-                   strict=False)
 def test_sender_refuses_a_silently_substituted_key(network: Network) -> None:
     network.start_hub()
     a = network.add_node("mx-shelter", "Casa Refugio", "MX")
     b = network.add_node("gt-legal", "Asistencia Legal", "GT")
     a.knows(b.node_id)
+    before = _fingerprints(a)[b.node_id]
     impostor = _substitute(network, b)
-    wait_until(lambda: _fingerprints(a)[b.node_id] != "", timeout=60)
-    a.send(b.node_id, sample_referral(2))
-    # What should happen: the referral is held (not sealed to the new key) until a person
-    # confirms the new fingerprint. Today it reaches the impostor, who can read it.
-    items = impostor.items(wait=20)
+    # The sender notices: its verified directory now shows another key for a known peer.
+    changed = wait_until(lambda: next(
+        (i for i in a.get("/api/v1/directory")["items"]
+         if i["node_id"] == b.node_id and i["key_status"] == "changed"), None),
+        timeout=120, interval=1.0, message="key change noticed")
+    assert changed["trusted_fingerprint"] == before
+    assert changed["new_fingerprint"] == changed["signing_key_fingerprint"] != before
+    assert "KEY CHANGED" in a.cli("status", "--data-dir", str(a.data_dir))
+    # ... and refuses: the referral is not sealed to the new key (409 unknown_key), never
+    # silently; it would be only after a person confirms the new fingerprint out of band.
+    r = a.post("/api/v1/referrals", {"to": b.node_id, "referral": sample_referral(2)})
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "unknown_key"
+    items = impostor.items(wait=5)
     opened = [impostor.open_item(i) for i in items if i["type"] == "envelope"]
     impostor.close()
     assert opened == [], "the impostor received and opened a referral meant for the member"
