@@ -83,6 +83,11 @@ def create_app(
         # reads) on every request; we export Prometheus metrics, not OTel, so they only cost.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    # Innermost of our middlewares (added first): inside the access-log context and the
+    # unexpected-error handler, ahead of routing (issue 8, see hub.api.fastpath).
+    from .api.fastpath import MessagesFastPath
+
+    app.add_middleware(MessagesFastPath)
     install_problem_handlers(app)
     install_access_log_context(app)
     for r in (enroll, auth, directory, messages, mailbox, health):

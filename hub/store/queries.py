@@ -149,16 +149,20 @@ def bump_directory_version(conn: sa.Connection) -> int:
 # --- nodes --------------------------------------------------------------------------------
 
 
+#: Statements of the per-request paths, built once: constructing one (and its cache key)
+#: cost more than running it. Bind names differ from column names (SQLAlchemy reserves those).
+_NODE_AUTH_STATE = sa.select(
+    nodes.c.status, nodes.c.signing_kid,
+    sa.select(hub_state.c.value).where(hub_state.c.name == DIRECTORY_VERSION).scalar_subquery(),
+).where(nodes.c.node_id == sa.bindparam("b_node"))
+_EXISTING_MESSAGES = sa.select(
+    messages.c.message_id, messages.c.digest, messages.c.submitted_at_ms
+).where(messages.c.message_id.in_(sa.bindparam("b_ids", expanding=True)))
+
+
 def node_auth_state(conn: sa.Connection, node_id: str) -> tuple[str, str, int] | None:
     """(status, signing_kid, directory_version) in one round trip: the per-request check."""
-    version = (
-        sa.select(hub_state.c.value)
-        .where(hub_state.c.name == DIRECTORY_VERSION)
-        .scalar_subquery()
-    )
-    row = conn.execute(
-        sa.select(nodes.c.status, nodes.c.signing_kid, version).where(nodes.c.node_id == node_id)
-    ).first()
+    row = conn.execute(_NODE_AUTH_STATE, {"b_node": node_id}).first()
     if row is None:
         return None
     return str(row[0]), str(row[1]), int(row[2] or 0)
@@ -368,11 +372,7 @@ def existing_messages(conn: sa.Connection, ids: Sequence[str]) -> dict[str, tupl
     """message_id -> (digest, submitted_at_ms) for ids already accepted."""
     out: dict[str, tuple[str, int]] = {}
     for chunk in _chunks(list(ids)):
-        for r in conn.execute(
-            sa.select(messages.c.message_id, messages.c.digest, messages.c.submitted_at_ms).where(
-                messages.c.message_id.in_(chunk)
-            )
-        ):
+        for r in conn.execute(_EXISTING_MESSAGES, {"b_ids": list(chunk)}):
             out[r[0]] = (r[1], int(r[2]))
     return out
 
