@@ -130,6 +130,11 @@ def create_app(
         app.state.node = node
         app.include_router(metrics_router(node))
         app.state.metrics_installed = True
+    # Innermost of our middlewares (added first): inside the access-log context and the
+    # unexpected-error handler, ahead of routing (issue 8, see node.api.fastpath).
+    from node.api.fastpath import ReferralsFastPath
+
+    app.add_middleware(ReferralsFastPath)
     install_problem_handlers(app)
     install_access_log_context(app)
     app.include_router(health.router)

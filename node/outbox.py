@@ -144,6 +144,11 @@ class OutboxSender:
         _log.warning("message_refused_by_hub", message_id=message_id, code=code)
 
 
+#: After a send, if the previous one was less than STREAM_WINDOW_S ago, wait LINGER_S before
+#: reading the queue: a sporadic envelope leaves at once, a stream goes out in batches.
+STREAM_WINDOW_S = 0.1
+LINGER_S = 0.01
+
 #: While the inbox is catching up, the outbox yields to it for at most this long at a time.
 INBOX_FIRST_MAX_S = 30.0
 
@@ -167,10 +172,15 @@ def sender_loop(node: Node, stop: threading.Event) -> None:
 
     sender = OutboxSender(node, batch_limit=node.settings.batch_limit)
     last_send = time.monotonic()
+    sent_at = 0.0
     while not stop.is_set():
         if node.inbox_backlog.is_set():
             _yield_to_inbox(node, stop, last_send)
         last_send = time.monotonic()
+        if last_send - sent_at < STREAM_WINDOW_S:
+            # Envelopes are streaming in: let a few more join this request (one batch to the
+            # hub costs far less per envelope than single submissions, on both sides).
+            stop.wait(LINGER_S)
         node.outbox_wakeup.clear()
         rows = sender.pending()
         if not rows:
@@ -180,6 +190,7 @@ def sender_loop(node: Node, stop: threading.Event) -> None:
             for attempt in retrying(stop):
                 with attempt:
                     sent, failed = sender.send_once(rows)
+            sent_at = time.monotonic()
             _log.info("outbox_sent", count=sent, failed_count=failed)
         except HubError as exc:
             _log.warning("outbox_send_stopped", code=exc.code)

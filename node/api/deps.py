@@ -19,7 +19,7 @@ from common.problems import ProblemHTTPException
 from node.runtime import Node
 from node.store.queries import API_KEYS, now_utc
 
-__all__ = ["authenticated", "create_api_key", "get_node", "hash_key"]
+__all__ = ["authenticated", "create_api_key", "get_node", "hash_key", "key_name"]
 
 _bearer = HTTPBearer(auto_error=False, description="API key from `rssn-node api-key create`")
 
@@ -58,13 +58,18 @@ async def authenticated(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ProblemHTTPException(401, "unauthorized", "Bearer API key required",
                                    headers={"WWW-Authenticate": "Bearer"})
-    node = get_node(request)
-    with node.reader.connect() as conn:
-        row = conn.execute(_KEY_NAME, {"b_hash": hash_key(credentials.credentials)}).first()
-    if row is None:
+    name = key_name(get_node(request), credentials.credentials)
+    if name is None:
         raise ProblemHTTPException(401, "unauthorized", "Unknown or revoked API key",
                                    headers={"WWW-Authenticate": "Bearer"})
-    return str(row[0])
+    return name
+
+
+def key_name(node: Node, key: str) -> str | None:
+    """The name of an active API key, None for an unknown or revoked one."""
+    with node.reader.connect() as conn:
+        row = conn.execute(_KEY_NAME, {"b_hash": hash_key(key)}).first()
+    return None if row is None else str(row[0])
 
 
 NodeDep = Annotated[Node, Depends(get_node)]
