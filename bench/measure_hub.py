@@ -27,6 +27,7 @@ from bench.net import (
     Member,
     Processes,
     base_env,
+    cpu_seconds,
     pg_create,
     pg_drop,
     pg_reason,
@@ -35,8 +36,11 @@ from bench.net import (
 )
 from bench.run import measure, record_note
 
-#: Concurrent keep-alive connections (the same as for the baseline).
-CONNECTIONS = 8
+#: Concurrent keep-alive connections for single submissions: a regional hub serves 110+
+#: member nodes at once. The baseline is measured with the same number (bench.run).
+CONNECTIONS = int(os.environ.get("RSSN_BENCH_CONNECTIONS", "32"))
+#: Batch submissions in flight at once (a node's outbox sends one batch at a time).
+BATCH_CONNECTIONS = 4
 BATCH = 500
 
 
@@ -86,7 +90,7 @@ class HubTemplate:
 def _token_for(hub: Hub, member: Member) -> str:
     from node.hub_client import HubClient
 
-    config, keys = member.identity()
+    _config, keys = member.identity()
     c = HubClient(hub.url, node_id=member.node_id, signing=keys.signing,
                   token_endpoint=f"{hub.url}/v1/oauth/token")
     try:
@@ -95,31 +99,40 @@ def _token_for(hub: Hub, member: Member) -> str:
         c.close()
 
 
-def _single_run(hub: Hub, sender: Member, envelopes: list[bytes]) -> float:
+def _single_run(hub: Hub, sender: Member, envelopes: list[bytes]) -> tuple[float, float]:
+    """(envelopes/s, hub CPU ms per envelope)."""
     auth = {"Authorization": f"Bearer {_token_for(hub, sender)}",
             "User-Agent": "rssn-node/bench"}
     reqs = [build_request("127.0.0.1", hub.port, "/v1/messages", raw, auth) for raw in envelopes]
+    assert hub.proc is not None
+    cpu0 = cpu_seconds(hub.proc.pid)
     res = load("127.0.0.1", hub.port, reqs, CONNECTIONS)
+    cpu = (cpu_seconds(hub.proc.pid) - cpu0) / len(envelopes) * 1000
     if res.statuses != {202: len(envelopes)}:
         raise RuntimeError(f"unexpected answers {res.statuses}")
-    return res.per_s
+    return res.per_s, round(cpu, 3)
 
 
-def _batch_run(hub: Hub, sender: Member, envelopes: list[bytes], connections: int) -> float:
+def _batch_run(hub: Hub, sender: Member, envelopes: list[bytes], connections: int
+               ) -> tuple[float, float]:
+    """(envelopes/s, hub CPU ms per envelope, all its processes)."""
     auth = {"Authorization": f"Bearer {_token_for(hub, sender)}",
             "User-Agent": "rssn-node/bench"}
     reqs = []
     for i in range(0, len(envelopes), BATCH):
         body = b'{"envelopes":[' + b",".join(envelopes[i:i + BATCH]) + b"]}"
         reqs.append(build_request("127.0.0.1", hub.port, "/v1/messages/batch", body, auth))
+    assert hub.proc is not None
+    cpu0 = cpu_seconds(hub.proc.pid)
     res = load("127.0.0.1", hub.port, reqs, connections, keep_bodies=True)
+    cpu = (cpu_seconds(hub.proc.pid) - cpu0) / len(envelopes) * 1000
     if res.statuses != {200: len(reqs)}:
         raise RuntimeError(f"unexpected answers {res.statuses}")
     accepted = sum(1 for b in res.bodies for r in orjson.loads(b)["results"]
                    if r["status"] == "accepted")
     if accepted != len(envelopes):
         raise RuntimeError(f"only {accepted} of {len(envelopes)} accepted")
-    return len(envelopes) / res.seconds
+    return len(envelopes) / res.seconds, round(cpu, 3)
 
 
 def _median(xs: list[float]) -> float:
@@ -141,27 +154,22 @@ def _hub(args: argparse.Namespace) -> dict[str, float]:
         t = HubTemplate(root, procs, pg=False)
         envs = seal_referrals(t.sender, t.recipient, max(n_single, n_batch))
         out["hub_envelope_bytes"] = float(_median([len(e) for e in envs]))
-        single, batch, batch2 = [], [], []
+        runs: dict[str, list[tuple[float, float]]] = {"single": [], "batch": [], "batch2": []}
         for r in range(args.repeat):
-            hub = t.fresh(3 * r)
-            single.append(_single_run(hub, t.sender, envs[:n_single]))
-            assert hub.proc is not None
-            procs.stop(hub.proc)
-            hub = t.fresh(3 * r + 1)
-            batch.append(_batch_run(hub, t.sender, envs[:n_batch], 2))
-            assert hub.proc is not None
-            procs.stop(hub.proc)
-            if os.environ.get("RSSN_BENCH_WORKERS2"):
-                hub = t.fresh(3 * r + 2, workers=2)
-                batch2.append(_batch_run(hub, t.sender, envs[:n_batch], 2))
+            for k, (workers, fn) in enumerate((
+                    (1, lambda h: _single_run(h, t.sender, envs[:n_single])),
+                    (1, lambda h: _batch_run(h, t.sender, envs[:n_batch], BATCH_CONNECTIONS)),
+                    (2, lambda h: _batch_run(h, t.sender, envs[:n_batch], BATCH_CONNECTIONS)))):
+                hub = t.fresh(3 * r + k, workers=workers)
+                runs[("single", "batch", "batch2")[k]].append(fn(hub))
                 assert hub.proc is not None
                 procs.stop(hub.proc)
-        out["hub_ingest_per_s"] = _median(single)
-        out["hub_batch_ingest_per_s"] = _median(batch)
-        if batch2:
-            out["hub_batch_ingest_2workers_per_s"] = _median(batch2)
-        out["hub_ingest_runs"] = single  # type: ignore[assignment]
-        out["hub_batch_ingest_runs"] = batch  # type: ignore[assignment]
+        out["hub_ingest_per_s"] = _median([x for x, _ in runs["single"]])
+        out["hub_batch_ingest_per_s"] = _median([x for x, _ in runs["batch"]])
+        out["hub_batch_ingest_2workers_per_s"] = _median([x for x, _ in runs["batch2"]])
+        out["hub_ingest_cpu_ms_per_envelope"] = _median([c for _, c in runs["single"]])
+        out["hub_batch_cpu_ms_per_envelope"] = _median([c for _, c in runs["batch"]])
+        out["hub_ingest_runs"] = runs  # type: ignore[assignment]
     return out
 
 
@@ -177,19 +185,20 @@ def _hub_pg(args: argparse.Namespace) -> dict[str, Any]:
         t = HubTemplate(root, procs, pg=True)
         try:
             envs = seal_referrals(t.sender, t.recipient, max(n_single, n_batch))
-            single, batch = [], []
+            runs: dict[str, list[tuple[float, float]]] = {"single": [], "batch2": []}
             for r in range(args.repeat):
                 hub = t.fresh(2 * r)
-                single.append(_single_run(hub, t.sender, envs[:n_single]))
+                runs["single"].append(_single_run(hub, t.sender, envs[:n_single]))
                 assert hub.proc is not None
                 procs.stop(hub.proc)
                 hub = t.fresh(2 * r + 1, workers=2)
-                batch.append(_batch_run(hub, t.sender, envs[:n_batch], 2))
+                runs["batch2"].append(_batch_run(hub, t.sender, envs[:n_batch],
+                                                 BATCH_CONNECTIONS))
                 assert hub.proc is not None
                 procs.stop(hub.proc)
-            out["hub_ingest_pg_per_s"] = _median(single)
-            out["hub_batch_ingest_pg_2workers_per_s"] = _median(batch)
-            out["hub_ingest_pg_runs"] = single
+            out["hub_ingest_pg_per_s"] = _median([x for x, _ in runs["single"]])
+            out["hub_batch_ingest_pg_2workers_per_s"] = _median([x for x, _ in runs["batch2"]])
+            out["hub_ingest_pg_runs"] = runs
         finally:
             procs.stop_all()
             t.close()

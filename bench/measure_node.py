@@ -114,6 +114,7 @@ def _catchup(args: argparse.Namespace) -> dict[str, Any]:
     n = 2000 if args.quick else 10_000
     runs: list[float] = []
     from_exec: list[float] = []
+    cpu: list[dict[str, float]] = []
     with workspace() as (root, procs):
         world = root / "template"
         env = base_env()
@@ -149,6 +150,7 @@ def _catchup(args: argparse.Namespace) -> dict[str, Any]:
             if h.mailbox_depth(recipient.node_id) != n:
                 raise RuntimeError("template mailbox is not full")
             node = Member(recipient.node_id, recipient.org, live / "recipient", env)
+            hub_cpu0 = cpu_seconds(h.proc.pid)
             t0 = time.perf_counter()
             node.proc = procs.start(f"recipient{r}", node.serve_args(), env)
             t1 = wait_http(f"{node.url}/healthz", proc=node.proc)
@@ -158,13 +160,16 @@ def _catchup(args: argparse.Namespace) -> dict[str, Any]:
             t2 = time.perf_counter()
             runs.append(t2 - t1)
             from_exec.append(t2 - t0)
+            cpu.append({"node_ms_per_referral": round(cpu_seconds(node.proc.pid) / n * 1000, 3),
+                        "hub_ms_per_referral": round((cpu_seconds(h.proc.pid) - hub_cpu0)
+                                                     / n * 1000, 3)})
             procs.stop(node.proc)
             procs.stop(h.proc)
             shutil.rmtree(live, ignore_errors=True)
     key = "catchup_10k_s" if n == 10_000 else f"catchup_{n}_s"
     return {key: statistics.median(runs), "catchup_10k_from_exec_s"
             if n == 10_000 else f"catchup_{n}_from_exec_s": statistics.median(from_exec),
-            "catchup_runs": runs}
+            "catchup_runs": runs, "catchup_cpu": cpu}
 
 
 # -- end-to-end latency ---------------------------------------------------------------------

@@ -60,6 +60,25 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def cpu_seconds(pid: int, *, children: bool = True) -> float:
+    """User + system CPU time of a process (and its live children) so far."""
+    def one(p: int) -> tuple[float, int]:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[1])
+
+    total = one(pid)[0]
+    if children:
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit() and int(d.name) != pid:
+                try:
+                    t, ppid = one(int(d.name))
+                except (OSError, ValueError, IndexError):
+                    continue
+                if ppid == pid:
+                    total += t
+    return total
+
+
 def run(args: Sequence[str], env: dict[str, str]) -> str:
     out = subprocess.run(list(args), env=env, capture_output=True, text=True, timeout=300,  # noqa: S603
                          check=False)
