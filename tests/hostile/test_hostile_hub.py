@@ -253,8 +253,6 @@ def _run(network: Network, tally: Recorder, *, same_page: bool) -> None:
         dir_version = b.get("/api/v1/status")["directory_version"]
         assert dir_version in (known_version, current.version)  # never older, never forged
         assert b.proc.running and b.proc.starts == 2
-        for item_id in hostile:
-            tally.hostile("hub-item-verdict", item_id, accepted_wrongly=False)
     finally:
         server.shutdown()
         server.server_close()

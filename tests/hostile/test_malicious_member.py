@@ -90,6 +90,7 @@ def test_hostile_content_from_a_member_is_quarantined_and_answered(
     b.knows(attacker.node_id)
     genuine = a.send(b.node_id, sample_referral(0))
     sent: dict[str, str] = {}  # message id -> what
+    raws: dict[str, bytes] = {}  # message id -> the envelope (the input, counted once)
 
     def submit(kind: str, doc: Any, thread: str, what: str) -> None:
         try:
@@ -99,6 +100,7 @@ def test_hostile_content_from_a_member_is_quarantined_and_answered(
         r = attacker.submit(raw)
         assert r.status_code == 202, r.text  # the hub cannot tell: content is sealed
         sent[json.loads(raw)["header"]["id"]] = what
+        raws[json.loads(raw)["header"]["id"]] = raw
         tally.hostile("member-content", raw)
 
     # Referrals refused on consent although well formed.
@@ -145,7 +147,7 @@ def test_hostile_content_from_a_member_is_quarantined_and_answered(
     q = quarantined()
     for mid, what in sent.items():
         ok = mid in q
-        tally.hostile("member-content", mid.encode(), accepted_wrongly=not ok, detail=what)
+        tally.hostile("member-content", raws[mid], accepted_wrongly=not ok, detail=what)
     inbound = {r[0] for r in b.sql("SELECT id FROM referrals WHERE direction = 'inbound'")}
     assert inbound == {genuine}
     assert b.get(f"/api/v1/referrals/{genuine}")["status"] == "received"
