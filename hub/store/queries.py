@@ -160,6 +160,34 @@ _EXISTING_MESSAGES = sa.select(
 ).where(messages.c.message_id.in_(sa.bindparam("b_ids", expanding=True)))
 
 
+_LEASE_SELECT = (
+    sa.select(mailbox.c.seq, mailbox.c.item_id, mailbox.c.item_type, mailbox.c.body)
+    .where(
+        (mailbox.c.recipient == sa.bindparam("b_recipient"))
+        & (mailbox.c.leased_until_ms <= sa.bindparam("b_now"))
+        & (mailbox.c.expires_at_ms > sa.bindparam("b_now"))
+    )
+    .order_by(mailbox.c.seq)
+    .limit(sa.bindparam("b_limit"))
+)
+_LEASE_SELECT_PG = _LEASE_SELECT.with_for_update(skip_locked=True)
+_LEASE_UPDATE = (mailbox.update()
+                 .where(mailbox.c.seq.in_(sa.bindparam("b_seqs", expanding=True)))
+                 .values(leased_until_ms=sa.bindparam("b_until")))
+_FETCHED_UPDATE = (messages.update()
+                   .where(messages.c.message_id.in_(sa.bindparam("b_ids", expanding=True))
+                          & messages.c.fetched_at_ms.is_(None))
+                   .values(fetched_at_ms=sa.bindparam("b_now")))
+_ACK_SELECT = sa.select(mailbox.c.seq, mailbox.c.item_id, mailbox.c.item_type).where(
+    (mailbox.c.recipient == sa.bindparam("b_recipient"))
+    & mailbox.c.item_id.in_(sa.bindparam("b_ids", expanding=True)))
+_ACK_DELETE = mailbox.delete().where(mailbox.c.seq.in_(sa.bindparam("b_seqs", expanding=True)))
+_DELIVERED_UPDATE = (messages.update()
+                     .where(messages.c.message_id.in_(sa.bindparam("b_ids", expanding=True))
+                            & messages.c.delivered_at_ms.is_(None))
+                     .values(delivered_at_ms=sa.bindparam("b_now")))
+
+
 def node_auth_state(conn: sa.Connection, node_id: str) -> tuple[str, str, int] | None:
     """(status, signing_kid, directory_version) in one round trip: the per-request check."""
     row = conn.execute(_NODE_AUTH_STATE, {"b_node": node_id}).first()
@@ -424,58 +452,32 @@ def lease_items(
     An item leased by a concurrent poll (another process) is skipped, never handed out twice
     while its lease runs; an item whose lease ran out without an ack is available again.
     """
-    stmt = (
-        sa.select(mailbox.c.seq, mailbox.c.item_id, mailbox.c.item_type, mailbox.c.body)
-        .where(
-            (mailbox.c.recipient == recipient)
-            & (mailbox.c.leased_until_ms <= now)
-            & (mailbox.c.expires_at_ms > now)
-        )
-        .order_by(mailbox.c.seq)
-        .limit(limit)
-    )
-    if _is_pg(conn):
-        stmt = stmt.with_for_update(skip_locked=True)
-    rows = [(int(r[0]), str(r[1]), str(r[2]), bytes(r[3])) for r in conn.execute(stmt)]
+    stmt = _LEASE_SELECT_PG if _is_pg(conn) else _LEASE_SELECT
+    params = {"b_recipient": recipient, "b_now": now, "b_limit": limit}
+    rows = [(int(r[0]), str(r[1]), str(r[2]), bytes(r[3])) for r in conn.execute(stmt, params)]
     if rows:
         for chunk in _chunks([r[0] for r in rows]):
-            conn.execute(
-                mailbox.update()
-                .where(mailbox.c.seq.in_(chunk))
-                .values(leased_until_ms=lease_until)
-            )
+            conn.execute(_LEASE_UPDATE, {"b_seqs": list(chunk), "b_until": lease_until})
     return rows
 
 
 def record_fetched(conn: sa.Connection, message_ids: Sequence[str], now: int) -> None:
     for chunk in _chunks(list(message_ids)):
-        conn.execute(
-            messages.update()
-            .where(messages.c.message_id.in_(chunk) & messages.c.fetched_at_ms.is_(None))
-            .values(fetched_at_ms=now)
-        )
+        conn.execute(_FETCHED_UPDATE, {"b_ids": list(chunk), "b_now": now})
 
 
 def ack_items(conn: sa.Connection, recipient: str, item_ids: Sequence[str], now: int) -> int:
     """Delete acknowledged items of `recipient` (others' ids match nothing) and record delivery."""
     acked = 0
     for chunk in _chunks(list(dict.fromkeys(item_ids))):
-        rows = conn.execute(
-            sa.select(mailbox.c.seq, mailbox.c.item_id, mailbox.c.item_type).where(
-                (mailbox.c.recipient == recipient) & mailbox.c.item_id.in_(chunk)
-            )
-        ).all()
+        rows = conn.execute(_ACK_SELECT, {"b_recipient": recipient, "b_ids": list(chunk)}).all()
         if not rows:
             continue
-        res = conn.execute(mailbox.delete().where(mailbox.c.seq.in_([r[0] for r in rows])))
+        res = conn.execute(_ACK_DELETE, {"b_seqs": [r[0] for r in rows]})
         acked += int(res.rowcount or 0)
         env_ids = [r[1] for r in rows if r[2] == "envelope"]
         if env_ids:
-            conn.execute(
-                messages.update()
-                .where(messages.c.message_id.in_(env_ids) & messages.c.delivered_at_ms.is_(None))
-                .values(delivered_at_ms=now)
-            )
+            conn.execute(_DELIVERED_UPDATE, {"b_ids": env_ids, "b_now": now})
     return acked
 
 
