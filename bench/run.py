@@ -183,16 +183,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="smaller runs, one repetition (a smoke test of the harness)")
     ap.add_argument("--out", default=str(RESULTS / "latest.json"))
+    ap.add_argument("--update", action="store_true",
+                    help="re-run the --only groups and replace their figures in --out, keeping "
+                         "the others (for groups disturbed by other load on a shared machine; "
+                         "the hub group always re-runs the baselines its ratio needs)")
     args = ap.parse_args(argv)
     if args.quick:
         args.repeat = 1
     _load_plugins()
     console = Console()
+    only = {s for s in args.only.split(",") if s}
+    previous: dict[str, Any] = {}
+    if args.update and Path(args.out).exists():
+        previous = json.loads(Path(args.out).read_text())
+        if "hub" in only:
+            only.add("baselines")
     results: dict[str, Any] = {"machine": machine(), "repeat": args.repeat,
                                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    notes = NOTES
-    load: dict[str, list[float]] = {}
-    only = {s for s in args.only.split(",") if s}
+    if previous:
+        results = {**previous, **{k: v for k, v in results.items() if k != "started_at"}}
+        results.pop("hub_ingest_ratio", None)
+        results.setdefault("reruns", []).append(
+            {"groups": sorted(only), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    notes: dict[str, str] = NOTES
+    for k, v in (previous.get("notes") or {}).items():
+        if k not in only:
+            notes.setdefault(k, v)
+    load: dict[str, list[float]] = dict(previous.get("loadavg_1m_and_seconds_by_group") or {})
     for name, fn in MEASURES:
         if only and name not in only:
             continue
